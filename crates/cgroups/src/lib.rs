@@ -1,0 +1,1 @@
+//! berth-cgroups: cgroups v1, v2 and hybrid behind one trait.

@@ -1,0 +1,1 @@
+//! berth-image: images and distribution.

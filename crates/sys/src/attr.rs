@@ -1,0 +1,1 @@
+//! Process attributes nix does not cover: ioprio_set, personality, and friends.

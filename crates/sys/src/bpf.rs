@@ -1,0 +1,1 @@
+//! bpf(2): load and attach the cgroup v2 device-filter program.
