@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Fresh machine → build everything → run a container from a busybox-static image made locally.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "run as root (containers need namespaces, mounts and cgroups)" >&2; exit 1; }
+bash scripts/deps.sh
+cargo build --release --workspace
+bundle=${BERTH_QUICKSTART_BUNDLE:-/tmp/berth-quickstart}
+scripts/make-busybox-bundle.sh "$bundle" -- sh -c 'echo "hello from berth: $(hostname), pid $$, $(id)"' >/dev/null
+echo "+ berth-runtime run --bundle $bundle quickstart"
+exec target/release/berth-runtime run --bundle "$bundle" "quickstart-$$"
