@@ -5,7 +5,9 @@
 //! setns, the new mount API and openat2, pidfds, SCM_RIGHTS fd passing, exec, and the
 //! CVE-2019-5736 defence. Every `unsafe` block carries a `// SAFETY:` comment.
 
-pub mod mount;
-pub mod process;
 pub mod attr;
 pub mod bpf;
+pub mod exe;
+pub mod fdpass;
+pub mod mount;
+pub mod process;
