@@ -1,1 +1,177 @@
-//! Process attributes nix does not cover: ioprio_set, personality, and friends.
+//! Process attributes nix does not cover: ioprio_set, sched_setattr, and adopting a raw fd that a
+//! C library handed us (the seccomp notify fd) as an `OwnedFd`.
+//!
+//! Everything here acts on the calling thread/process only and is async-signal-safe enough to run
+//! in a freshly forked child (plain syscalls, no allocation).
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// `IOPRIO_CLASS_*` from linux/ioprio.h.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoprioClass {
+    /// Real time: always first access to the disk.
+    Realtime = 1,
+    /// Best effort: the default class.
+    BestEffort = 2,
+    /// Idle: only when nobody else needs the disk.
+    Idle = 3,
+}
+
+const IOPRIO_CLASS_SHIFT: u32 = 13;
+const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+
+/// The `ioprio` value packed as the kernel wants it: class in the top bits, level below.
+pub fn ioprio_value(class: IoprioClass, level: u16) -> libc::c_int {
+    ((class as u32) << IOPRIO_CLASS_SHIFT | u32::from(level)) as libc::c_int
+}
+
+/// `ioprio_set(IOPRIO_WHO_PROCESS, 0, class|level)`: sets the I/O priority of the calling process.
+pub fn ioprio_set(class: IoprioClass, level: u16) -> io::Result<()> {
+    let value = ioprio_value(class, level);
+    // SAFETY: ioprio_set takes three integers and touches no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `ioprio_get(IOPRIO_WHO_PROCESS, 0)`: the calling process' packed I/O priority.
+pub fn ioprio_get() -> io::Result<libc::c_int> {
+    // SAFETY: ioprio_get takes two integers and touches no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as libc::c_int)
+}
+
+/// `struct sched_attr` (SCHED_ATTR_SIZE_VER1, 56 bytes) from linux/sched/types.h.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedAttr {
+    /// Size of this struct; filled in by [`sched_setattr`].
+    pub size: u32,
+    /// `SCHED_OTHER` (0), `SCHED_FIFO` (1), `SCHED_RR` (2), `SCHED_BATCH` (3), `SCHED_IDLE` (5),
+    /// `SCHED_DEADLINE` (6).
+    pub sched_policy: u32,
+    /// `SCHED_FLAG_*` bits.
+    pub sched_flags: u64,
+    /// Nice value for SCHED_OTHER/SCHED_BATCH.
+    pub sched_nice: i32,
+    /// Static priority for SCHED_FIFO/SCHED_RR.
+    pub sched_priority: u32,
+    /// SCHED_DEADLINE runtime, nanoseconds.
+    pub sched_runtime: u64,
+    /// SCHED_DEADLINE deadline, nanoseconds.
+    pub sched_deadline: u64,
+    /// SCHED_DEADLINE period, nanoseconds.
+    pub sched_period: u64,
+    /// Utilization clamp minimum (with `SCHED_FLAG_UTIL_CLAMP_MIN`).
+    pub sched_util_min: u32,
+    /// Utilization clamp maximum (with `SCHED_FLAG_UTIL_CLAMP_MAX`).
+    pub sched_util_max: u32,
+}
+
+/// `sched_setattr(0, attr, 0)`: sets the scheduling policy and attributes of the calling thread.
+pub fn sched_setattr(attr: &SchedAttr) -> io::Result<()> {
+    let mut attr = *attr;
+    attr.size = std::mem::size_of::<SchedAttr>() as u32;
+    // SAFETY: `attr` is a valid, initialised `struct sched_attr` whose `size` field says how many
+    // bytes the kernel may read; the kernel only reads it.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `sched_getattr(0, attr, size, 0)`: the calling thread's scheduling attributes.
+pub fn sched_getattr() -> io::Result<SchedAttr> {
+    let mut attr = SchedAttr::default();
+    let size = std::mem::size_of::<SchedAttr>() as libc::c_uint;
+    // SAFETY: the kernel writes at most `size` bytes into `attr`, which is exactly that big.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getattr,
+            0,
+            &mut attr as *mut SchedAttr,
+            size,
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(attr)
+}
+
+/// Takes ownership of a file descriptor that a C library returned as a plain integer (e.g.
+/// libseccomp's notify fd) by duplicating it with `F_DUPFD_CLOEXEC` into a fresh `OwnedFd` and
+/// closing the original number. The library's copy of the number must not be used afterwards.
+pub fn adopt_raw_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) only reads the descriptor table; an invalid `fd` is EBADF.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` was just returned by the kernel, is open, and nothing else refers to it.
+    let owned = unsafe { OwnedFd::from_raw_fd(dup) };
+    // SAFETY: the caller hands the original number over to us; closing it ends its only use.
+    unsafe { libc::close(fd) };
+    Ok(owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn ioprio_packs_class_and_level() {
+        assert_eq!(ioprio_value(IoprioClass::BestEffort, 4), (2 << 13) | 4);
+        assert_eq!(ioprio_value(IoprioClass::Idle, 0), 3 << 13);
+    }
+
+    #[test]
+    fn ioprio_set_then_get_round_trips() {
+        // With who = 0 ioprio applies to the calling thread only: this test thread.
+        ioprio_set(IoprioClass::BestEffort, 6).expect("ioprio_set best-effort 6");
+        assert_eq!(
+            ioprio_get().expect("ioprio_get"),
+            ioprio_value(IoprioClass::BestEffort, 6)
+        );
+    }
+
+    #[test]
+    fn sched_attr_is_ver1_sized() {
+        assert_eq!(std::mem::size_of::<SchedAttr>(), 56);
+    }
+
+    #[test]
+    fn sched_setattr_batch_nice_applies_to_calling_thread() {
+        // This test thread is discarded at the end, so changing its policy is harmless.
+        let attr = SchedAttr {
+            sched_policy: 3,
+            sched_nice: 5,
+            ..Default::default()
+        };
+        sched_setattr(&attr).expect("sched_setattr SCHED_BATCH nice 5");
+        let got = sched_getattr().expect("sched_getattr");
+        assert_eq!(got.sched_policy, 3);
+        assert_eq!(got.sched_nice, 5);
+    }
+
+    #[test]
+    fn adopt_raw_fd_moves_the_descriptor() {
+        let file = std::fs::File::open("/dev/null").expect("open /dev/null");
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(file);
+        let owned = adopt_raw_fd(raw).expect("adopt");
+        assert_ne!(owned.as_raw_fd(), raw);
+        // The new one is close-on-exec.
+        // SAFETY: F_GETFD on an open descriptor we own.
+        let flags = unsafe { libc::fcntl(owned.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+    }
+}
