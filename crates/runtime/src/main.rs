@@ -1,1 +1,438 @@
-fn main() {}
+//! `berth-runtime`: runc's command line over the berth_runtime library. Thin glue: parse, call one
+//! library function, print the error chain on stderr (and as a JSON line to `--log` with
+//! `--log-format json`, which is where containerd and podman look for it).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use berth_runtime::container::{
+    self, create::CreateOptions, exec::ExecOptions, update::UpdateFlags,
+};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth-runtime",
+    version,
+    about = "OCI runtime with runc's command line"
+)]
+struct Cli {
+    /// root directory for container state
+    #[arg(long, global = true, default_value = container::DEFAULT_ROOT)]
+    root: PathBuf,
+    /// log file (errors are appended to it)
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// log format: text or json
+    #[arg(long, global = true, default_value = "text")]
+    log_format: String,
+    /// debug output
+    #[arg(long, global = true)]
+    debug: bool,
+    /// use the systemd cgroup driver (slice:prefix:name paths are honoured through cgroupfs)
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// accepted for runc compatibility
+    #[arg(long, global = true)]
+    criu: Option<String>,
+    /// accepted for runc compatibility
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "auto")]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Debug)]
+struct CreateArgs {
+    /// container id
+    id: String,
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    #[arg(long)]
+    no_pivot: bool,
+    #[arg(long)]
+    no_new_keyring: bool,
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: u32,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// create a container
+    Create(CreateArgs),
+    /// start a created container
+    Start { id: String },
+    /// output the state of a container
+    State { id: String },
+    /// send a signal to the container's init
+    Kill {
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// delete a container
+    Delete {
+        id: String,
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// create and run a container
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long)]
+        keep: bool,
+    },
+    /// run a process in a running container
+    Exec {
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+        #[arg(short, long)]
+        process: Option<PathBuf>,
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(short, long)]
+        env: Vec<String>,
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(short = 'g', long)]
+        additional_gids: Vec<u32>,
+        #[arg(short, long)]
+        cap: Vec<String>,
+        #[arg(long)]
+        no_new_privs: bool,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        #[arg(long)]
+        process_label: Option<String>,
+        #[arg(long)]
+        apparmor: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: u32,
+        #[arg(long)]
+        ignore_paused: bool,
+    },
+    /// list processes of a container
+    Ps {
+        id: String,
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// list containers
+    List {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(short, long, default_value = "table")]
+        format: String,
+    },
+    /// freeze a container
+    Pause { id: String },
+    /// thaw a container
+    Resume { id: String },
+    /// container statistics
+    Events {
+        id: String,
+        #[arg(long)]
+        stats: bool,
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
+    /// update cgroup resources
+    Update {
+        id: String,
+        #[arg(short = 'r', long)]
+        resources: Option<String>,
+        #[arg(long)]
+        memory: Option<String>,
+        #[arg(long)]
+        memory_swap: Option<String>,
+        #[arg(long)]
+        memory_reservation: Option<String>,
+        #[arg(long)]
+        kernel_memory: Option<String>,
+        #[arg(long)]
+        kernel_memory_tcp: Option<String>,
+        #[arg(long)]
+        cpu_shares: Option<u64>,
+        #[arg(long)]
+        cpu_period: Option<u64>,
+        #[arg(long)]
+        cpu_quota: Option<i64>,
+        #[arg(long)]
+        cpu_rt_period: Option<u64>,
+        #[arg(long)]
+        cpu_rt_runtime: Option<i64>,
+        #[arg(long)]
+        cpuset_cpus: Option<String>,
+        #[arg(long)]
+        cpuset_mems: Option<String>,
+        #[arg(long)]
+        pids_limit: Option<i64>,
+        #[arg(long)]
+        blkio_weight: Option<u16>,
+    },
+    /// write a default config.json
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// show the features this runtime implements
+    Features,
+}
+
+impl CreateArgs {
+    fn options(&self, systemd: bool) -> CreateOptions {
+        CreateOptions {
+            id: self.id.clone(),
+            bundle: self.bundle.clone(),
+            pid_file: self.pid_file.clone(),
+            console_socket: self.console_socket.clone(),
+            no_pivot: self.no_pivot,
+            no_new_keyring: self.no_new_keyring,
+            preserve_fds: self.preserve_fds + listen_fds(),
+            systemd_cgroup: systemd,
+        }
+    }
+}
+
+/// Socket-activation fds (LISTEN_FDS) pass through like `--preserve-fds`, as in runc.
+fn listen_fds() -> u32 {
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("invalid interval {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => anyhow::bail!("invalid interval {s:?}"),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn size(s: &Option<String>) -> anyhow::Result<Option<i64>> {
+    s.as_deref()
+        .map(container::update::parse_size)
+        .transpose()
+        .map_err(Into::into)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let root = cli.root.as_path();
+    let mut out = std::io::stdout().lock();
+    match cli.cmd {
+        Cmd::Create(a) => {
+            container::create::create(root, &a.options(cli.systemd_cgroup))?;
+        }
+        Cmd::Start { id } => container::start::start(root, &id)?,
+        Cmd::State { id } => {
+            let c = container::Container::load(root, &id)?;
+            serde_json::to_writer_pretty(&mut out, &c.state.to_oci_json(c.status))?;
+            writeln!(out)?;
+        }
+        Cmd::Kill { id, signal, all } => {
+            container::kill::kill(root, &id, container::kill::parse_signal(&signal)?, all)?
+        }
+        Cmd::Delete { id, force } => container::delete::delete(root, &id, force)?,
+        Cmd::Run {
+            create,
+            detach,
+            keep,
+        } => {
+            return Ok(container::run::run(
+                root,
+                &create.options(cli.systemd_cgroup),
+                detach,
+                keep,
+            )?);
+        }
+        Cmd::Exec {
+            id,
+            command,
+            process,
+            tty,
+            console_socket,
+            detach,
+            env,
+            cwd,
+            user,
+            additional_gids,
+            cap,
+            no_new_privs,
+            pid_file,
+            process_label,
+            apparmor,
+            preserve_fds,
+            ignore_paused,
+        } => {
+            let o = ExecOptions {
+                id,
+                process,
+                args: command,
+                tty,
+                console_socket,
+                detach,
+                env,
+                cwd,
+                user,
+                additional_gids,
+                caps: cap,
+                no_new_privs,
+                pid_file,
+                process_label,
+                apparmor,
+                preserve_fds: preserve_fds + listen_fds(),
+                ignore_paused,
+            };
+            return Ok(container::exec::exec(root, &o)?);
+        }
+        Cmd::Ps {
+            id,
+            format,
+            ps_args,
+        } => {
+            let pids = container::ps::pids(root, &id)?;
+            match format.as_str() {
+                "json" => {
+                    serde_json::to_writer(&mut out, &pids)?;
+                    writeln!(out)?;
+                }
+                "table" => container::ps::print_table(&mut out, &pids, &ps_args)?,
+                f => anyhow::bail!("invalid format {f:?} (want table or json)"),
+            }
+        }
+        Cmd::List { quiet, format } => {
+            let cs = container::list::list(root)?;
+            let json = match format.as_str() {
+                "json" => true,
+                "table" => false,
+                f => anyhow::bail!("invalid format {f:?} (want table or json)"),
+            };
+            container::list::print(&mut out, &cs, quiet, json)?;
+        }
+        Cmd::Pause { id } => container::pause::pause(root, &id)?,
+        Cmd::Resume { id } => container::pause::resume(root, &id)?,
+        Cmd::Events {
+            id,
+            stats,
+            interval,
+        } => container::events::events(&mut out, root, &id, stats, parse_duration(&interval)?)?,
+        Cmd::Update {
+            id,
+            resources,
+            memory,
+            memory_swap,
+            memory_reservation,
+            kernel_memory,
+            kernel_memory_tcp: _,
+            cpu_shares,
+            cpu_period,
+            cpu_quota,
+            cpu_rt_period: _,
+            cpu_rt_runtime: _,
+            cpuset_cpus,
+            cpuset_mems,
+            pids_limit,
+            blkio_weight,
+        } => {
+            let res = match resources.as_deref() {
+                Some("-") => {
+                    let mut buf = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+                    container::update::resources_from_json(&buf)?
+                }
+                Some(p) => container::update::resources_from_json(
+                    &std::fs::read(p).with_context(|| format!("read resources file {p}"))?,
+                )?,
+                None => container::update::resources_from_flags(&UpdateFlags {
+                    memory: size(&memory)?,
+                    memory_swap: size(&memory_swap)?,
+                    memory_reservation: size(&memory_reservation)?,
+                    kernel_memory: size(&kernel_memory)?,
+                    cpu_shares,
+                    cpu_period,
+                    cpu_quota,
+                    cpuset_cpus,
+                    cpuset_mems,
+                    pids_limit,
+                    blkio_weight,
+                })?,
+            };
+            container::update::update(root, &id, &res)?
+        }
+        Cmd::Spec { bundle, rootless } => container::spec::write_spec(&bundle, rootless)?,
+        Cmd::Features => writeln!(out, "{}", container::features::features_json())?,
+    }
+    Ok(0)
+}
+
+fn log_error(log: Option<&Path>, json: bool, msg: &str) {
+    let Some(path) = log else { return };
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
+        return;
+    };
+    let time = berth_runtime::state::rfc3339(std::time::SystemTime::now());
+    let line = if json {
+        serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+    } else {
+        format!("time=\"{time}\" level=error msg={msg:?}")
+    };
+    let _ = writeln!(f, "{line}");
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec { .. }) {
+        // CVE-2019-5736: run from a read-only clone of our binary (re-execs once).
+        if let Err(e) = berth_sys::exe::ensure_sealed("_BERTH_RUNTIME_SEALED") {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let log = cli.log.clone();
+    let json = cli.log_format == "json";
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => {
+            let msg = berth_runtime::init::error_chain(e.as_ref());
+            eprintln!("error: {msg}");
+            log_error(log.as_deref(), json, &msg);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -178,6 +178,25 @@ pub fn set_controlling_terminal<F: AsFd>(fd: F) -> nix::Result<()> {
     Errno::result(ret).map(drop)
 }
 
+/// Sets the window size of the terminal `fd` (TIOCSWINSZ).
+pub fn set_window_size<F: AsFd>(fd: F, rows: u16, cols: u16) -> nix::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize struct from the pointer, which is valid for the call.
+    let ret = unsafe {
+        libc::ioctl(
+            fd.as_fd().as_raw_fd(),
+            libc::TIOCSWINSZ,
+            &ws as *const libc::winsize,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
 /// Asks the kernel to send `sig` to the caller when its parent dies (PR_SET_PDEATHSIG).
 pub fn set_parent_death_signal(sig: i32) -> nix::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.

@@ -1,0 +1,302 @@
+//! `create`: validate id and config, make the state dir, the exec fifo and the cgroup, clone the
+//! init into its namespaces, drive it to `Ready`, write state.json and the pid file. On any
+//! failure nothing is left behind (state dir, cgroup, process): see [`Cleanup`].
+
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::cgroup_shim::CgroupShim;
+use super::{load_spec, validate_id};
+use crate::error::Error;
+use crate::init::container::InitArgs;
+use crate::init::namespaces::{self, ParentNs, Plan};
+use crate::init::{error_chain, Channel, ChannelError, Message};
+use crate::state::{self, State, Status, EXEC_FIFO};
+
+/// Options of `create` (and of the create half of `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// container id
+    pub id: String,
+    /// bundle directory
+    pub bundle: PathBuf,
+    /// `--pid-file`
+    pub pid_file: Option<PathBuf>,
+    /// `--console-socket`
+    pub console_socket: Option<PathBuf>,
+    /// `--no-pivot`
+    pub no_pivot: bool,
+    /// `--no-new-keyring` (accepted; berth never creates a session keyring)
+    pub no_new_keyring: bool,
+    /// `--preserve-fds`
+    pub preserve_fds: u32,
+    /// `--systemd-cgroup`
+    pub systemd_cgroup: bool,
+}
+
+/// A container left in `created` by [`create`].
+#[derive(Debug)]
+pub struct Created {
+    /// `<root>/<id>`
+    pub dir: PathBuf,
+    /// state as written
+    pub state: State,
+}
+
+/// Undoes a half-made container unless disarmed.
+struct Cleanup {
+    dir: Option<PathBuf>,
+    cgroup: Option<CgroupShim>,
+    child: Option<Pid>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.destroy();
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Cleanup {
+    fn disarm(mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.child = None;
+    }
+}
+
+/// Checks what runc checks before creating anything; returns the absolute rootfs.
+pub fn validate_spec(spec: &Spec, bundle: &Path) -> Result<PathBuf, Error> {
+    let invalid = |m: &str| Error::ConfigInvalid(m.to_owned());
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("process is missing"))?;
+    match process.args().as_deref() {
+        Some([first, ..]) if !first.is_empty() => {}
+        _ => {
+            return Err(invalid(
+                "process.args must have at least one entry (args[0])",
+            ))
+        }
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::ConfigInvalid(format!(
+            "process.cwd {:?} must be an absolute path",
+            process.cwd()
+        )));
+    }
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid("root is missing"))?;
+    let rootfs = bundle.join(root.path());
+    let meta = std::fs::metadata(&rootfs).map_err(|source| Error::Io {
+        what: "root.path",
+        path: rootfs.clone(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(Error::ConfigInvalid(format!(
+            "root.path {} is not a directory",
+            rootfs.display()
+        )));
+    }
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| invalid("linux is missing"))?;
+    let has_mnt = linux
+        .namespaces()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount);
+    if !has_mnt {
+        return Err(invalid("linux.namespaces must include a mount namespace"));
+    }
+    Ok(rootfs)
+}
+
+/// Creates container `opts.id` under `root`. The init is a child of the calling process.
+pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
+    validate_id(&opts.id)?;
+    let bundle = std::fs::canonicalize(&opts.bundle).map_err(Error::io("bundle", &opts.bundle))?;
+    let spec = load_spec(&bundle)?;
+    let rootfs = validate_spec(&spec, &bundle)?;
+    let plan = Plan::from_spec(&spec)?;
+    let linux = spec.linux().as_ref().expect("validate_spec checked linux");
+
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(root)
+        .map_err(Error::io("create state root", root))?;
+    let dir = root.join(&opts.id);
+    match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Exists(opts.id.clone()))
+        }
+        Err(e) => return Err(Error::io("create state dir", &dir)(e)),
+    }
+    let mut cleanup = Cleanup {
+        dir: Some(dir.clone()),
+        cgroup: None,
+        child: None,
+    };
+
+    let fifo = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+        .map_err(Error::sys("create exec fifo"))?;
+    // mkfifo is subject to umask; the init may run as any user.
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(Error::io("chmod exec fifo", &fifo))?;
+
+    let cgroup = CgroupShim::new(linux.cgroups_path().as_deref(), &opts.id);
+    cgroup.create().map_err(Error::Cgroup)?;
+    cleanup.cgroup = Some(cgroup.clone());
+
+    let console: Option<OwnedFd> = match &opts.console_socket {
+        Some(p) => Some(
+            UnixStream::connect(p)
+                .map_err(Error::io("connect console socket", p))?
+                .into(),
+        ),
+        None => None,
+    };
+
+    let mut st = State {
+        oci_version: spec.version().clone(),
+        id: opts.id.clone(),
+        status: Status::Creating,
+        pid: 0,
+        pid_start_time: 0,
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        created: state::rfc3339(std::time::SystemTime::now()),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        cgroup_path: linux.cgroups_path().clone(),
+        systemd_cgroup: opts.systemd_cgroup,
+    };
+
+    let (parent_chan, child_chan) = Channel::pair()?;
+    let parent_ns = ParentNs::enter(&plan, &spec)?;
+    let forked = berth_sys::process::fork_with_flags(plan.clone_flags);
+    let pid = match forked {
+        Ok(berth_sys::process::Forked::Child) => {
+            drop(parent_chan);
+            crate::init::container::run(InitArgs {
+                spec: &spec,
+                plan: &plan,
+                rootfs: &rootfs,
+                bundle: &bundle,
+                fifo: &fifo,
+                chan: &child_chan,
+                console: console.as_ref(),
+                no_pivot: opts.no_pivot,
+                preserve_fds: opts.preserve_fds,
+                hook_state: &st,
+            })
+        }
+        Ok(berth_sys::process::Forked::Parent(pid)) => pid,
+        Err(e) => {
+            let _ = parent_ns.restore();
+            return Err(Error::Sys {
+                what: "clone container init",
+                source: e,
+            });
+        }
+    };
+    cleanup.child = Some(pid);
+    parent_ns.restore()?;
+    drop(child_chan);
+    drop(console);
+
+    cgroup.add_pid(pid.as_raw()).map_err(Error::Cgroup)?;
+    if let Some(res) = linux.resources() {
+        cgroup.apply(res).map_err(Error::Cgroup)?;
+    }
+    if plan.new_user {
+        namespaces::write_id_maps(pid, &spec)?;
+    }
+    st.pid = pid.as_raw();
+    st.pid_start_time = state::pid_start_time(pid.as_raw()).unwrap_or(0);
+    parent_chan.send(&Message::Go { pid: pid.as_raw() })?;
+    loop {
+        match parent_chan.recv() {
+            Ok(Message::Ready) => break,
+            Ok(Message::RunRuntimeHooks) => {
+                run_runtime_hooks(&spec, &st)?;
+                parent_chan.send(&Message::HooksDone)?;
+            }
+            Ok(Message::Error(msg)) => return Err(Error::Init(msg)),
+            Ok(other) => return Err(Error::Init(format!("unexpected message {other:?}"))),
+            Err(ChannelError::Closed) => {
+                let why = match waitpid(pid, None) {
+                    Ok(ws) => format!("init exited before it was ready: {ws:?}"),
+                    Err(e) => format!("init exited before it was ready: {e}"),
+                };
+                cleanup.child = None;
+                return Err(Error::Init(why));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    st.status = Status::Created;
+    st.save(&dir)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid.as_raw())?;
+    }
+    cleanup.disarm();
+    Ok(Created { dir, state: st })
+}
+
+/// prestart (deprecated, still honoured) then createRuntime, in the runtime's namespaces.
+fn run_runtime_hooks(spec: &Spec, st: &State) -> Result<(), Error> {
+    let Some(h) = spec.hooks() else { return Ok(()) };
+    let hs = st.to_hook_state(Status::Created);
+    #[allow(deprecated)]
+    if let Some(v) = h.prestart() {
+        crate::init::shim::hooks_run(v, &hs).map_err(|e| Error::Hook {
+            kind: "prestart",
+            msg: error_chain(&e),
+        })?;
+    }
+    if let Some(v) = h.create_runtime() {
+        crate::init::shim::hooks_run(v, &hs).map_err(|e| Error::Hook {
+            kind: "createRuntime",
+            msg: error_chain(&e),
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes the pid file atomically (temp + rename), like runc.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(Error::io("getcwd", "."))?
+            .join(path)
+    };
+    state::write_atomic(&abs, pid.to_string().as_bytes()).map_err(Error::io("write pid file", abs))
+}

@@ -1,0 +1,92 @@
+//! `delete`: a stopped (or never started) container is cleaned up; a running one only with
+//! `--force`, which SIGKILLs its whole cgroup and waits for the init. Cleanup removes the cgroup
+//! and the state dir, then runs every `poststop` hook (all of them, even after a failure).
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::kill::signal_all;
+use super::Container;
+use crate::error::Error;
+use crate::init::error_chain;
+use crate::state::{self, Status};
+
+/// Deletes container `id`.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
+    let c = match Container::load(root, id) {
+        Err(Error::NotFound(_)) if force => return Ok(()),
+        r => r?,
+    };
+    if !c.status.can_delete() && !force {
+        return Err(Error::BadState {
+            op: "delete",
+            id: id.to_owned(),
+            status: c.status,
+        });
+    }
+    destroy(&c)
+}
+
+/// Kills whatever is left, waits for the init, removes cgroup and state dir, runs poststop hooks.
+pub fn destroy(c: &Container) -> Result<(), Error> {
+    if c.status != Status::Stopped {
+        signal_all(c, Signal::SIGKILL)?;
+        let _ = nix::sys::signal::kill(Pid::from_raw(c.state.pid), Signal::SIGKILL);
+        wait_gone(c.state.pid, c.state.pid_start_time, Duration::from_secs(10));
+    }
+    let cg = c.cgroup();
+    // Stray processes (no pid ns) may still be exiting.
+    let _ = signal_all(c, Signal::SIGKILL);
+    cg.destroy().map_err(Error::Cgroup)?;
+    std::fs::remove_dir_all(&c.dir).map_err(Error::io("remove state dir", &c.dir))?;
+    let hooks = c
+        .spec()
+        .ok()
+        .and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone()));
+    if let Some(hooks) = hooks {
+        let st = c.state.to_hook_state(Status::Stopped);
+        let mut errs = Vec::new();
+        for h in &hooks {
+            if let Err(e) = crate::init::shim::hooks_run(std::slice::from_ref(h), &st) {
+                errs.push(error_chain(&e));
+            }
+        }
+        if !errs.is_empty() {
+            return Err(Error::Hook {
+                kind: "poststop",
+                msg: errs.join("; "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `pid` (with `start_time`) has exited, reaping it if it is our child.
+pub fn wait_gone(pid: i32, start_time: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let p = Pid::from_raw(pid);
+    let pidfd = berth_sys::process::pidfd_open(p).ok();
+    loop {
+        let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        if !state::pid_alive(pid, start_time) {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match &pidfd {
+            Some(fd) => {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                let ms = u16::try_from(left.as_millis().min(1000)).unwrap_or(1000);
+                let _ = poll(&mut fds, PollTimeout::from(ms));
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}

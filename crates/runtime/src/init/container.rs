@@ -1,0 +1,225 @@
+//! The container's init: runs in the cloned child (already in its new namespaces), finishes the
+//! namespaces, builds the root filesystem, applies the process attributes, reports `Ready`, then
+//! blocks on the exec fifo until `start` and execs the user process.
+//!
+//! Order (see docs/ARCHITECTURE.md): wait `Go` -> join/unshare namespaces -> setsid -> hostname
+//! -> `rootfs::prepare` -> prestart/createRuntime hooks (in the parent) -> createContainer hooks
+//! -> open the exec fifo O_PATH -> `rootfs::pivot` -> console -> `rootfs::finalize` -> cwd ->
+//! process attributes -> resolve the command -> `Ready` -> exec fifo -> startContainer hooks ->
+//! CLOEXEC every fd but stdio and the preserved ones -> execve.
+
+use std::convert::Infallible;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Spec;
+
+use super::command::{Command, CommandError};
+use super::namespaces::{self, NamespaceError, Plan};
+use super::shim::{self, ShimError};
+use super::tty::{self, TtyError};
+use super::{error_chain, Channel, ChannelError, Message};
+use crate::state::State;
+
+/// Everything the child needs; it lives in the child's copy of the parent's memory.
+#[derive(Debug)]
+pub struct InitArgs<'a> {
+    /// parsed config.json
+    pub spec: &'a Spec,
+    /// namespace plan (open ns files)
+    pub plan: &'a Plan,
+    /// absolute rootfs
+    pub rootfs: &'a Path,
+    /// absolute bundle
+    pub bundle: &'a Path,
+    /// `<root>/<id>/exec.fifo`
+    pub fifo: &'a Path,
+    /// child end of the channel
+    pub chan: &'a Channel,
+    /// connected console socket (`--console-socket`)
+    pub console: Option<&'a OwnedFd>,
+    /// `--no-pivot`
+    pub no_pivot: bool,
+    /// fds 3..3+n survive exec
+    pub preserve_fds: u32,
+    /// state template for createContainer/startContainer hooks
+    pub hook_state: &'a State,
+}
+
+/// Errors inside the init (sent to the parent as text).
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// channel
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// parent sent something unexpected
+    #[error("unexpected message from runtime: {0}")]
+    Protocol(String),
+    /// namespaces
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    /// rootfs / hooks / process (shimmed parts)
+    #[error(transparent)]
+    Shim(#[from] ShimError),
+    /// terminal
+    #[error(transparent)]
+    Tty(#[from] TtyError),
+    /// the command
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// a syscall
+    #[error("{what}: {source}")]
+    Sys {
+        /// step
+        what: String,
+        /// cause
+        #[source]
+        source: nix::Error,
+    },
+    /// cwd not inside the container
+    #[error("process.cwd {0:?} is not inside the container's root")]
+    CwdEscape(PathBuf),
+    /// terminal without console socket
+    #[error("process.terminal is true but no --console-socket was given")]
+    NoConsole,
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> InitError {
+    let what = what.into();
+    move |source| InitError::Sys { what, source }
+}
+
+/// Entry point of the init child: never returns.
+pub fn run(args: InitArgs<'_>) -> ! {
+    let err = match init(&args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let msg = error_chain(&err);
+    if args.chan.send(&Message::Error(msg.clone())).is_err() {
+        // After Ready the parent is gone: stderr is the container's.
+        let _ = writeln!(std::io::stderr(), "berth-runtime init: {msg}");
+    }
+    berth_sys::process::exit_now(127)
+}
+
+fn init(a: &InitArgs<'_>) -> Result<Infallible, InitError> {
+    let process = a
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| InitError::Protocol("no process".into()))?;
+    // `run` blocks signals around the clone; the container starts with a clean mask.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    let mut hook_state = a.hook_state.clone();
+    hook_state.pid = match a.chan.recv()? {
+        Message::Go { pid } => pid,
+        other => return Err(InitError::Protocol(format!("{other:?}"))),
+    };
+    namespaces::join_and_unshare(a.plan)?;
+    if a.plan.new_user {
+        namespaces::become_root_in_userns();
+    }
+    namespaces::unshare_cgroup(a.plan)?;
+    nix::unistd::setsid().map_err(sys("setsid"))?;
+    if a.plan.has_uts {
+        if let Some(h) = a.spec.hostname() {
+            nix::unistd::sethostname(h).map_err(sys(format!("sethostname {h:?}")))?;
+        }
+        if let Some(d) = a.spec.domainname() {
+            std::fs::write("/proc/sys/kernel/domainname", d).map_err(|e| InitError::Sys {
+                what: format!("setdomainname {d:?}"),
+                source: errno(e),
+            })?;
+        }
+    }
+    shim::rootfs_prepare(a.spec, a.rootfs, a.bundle)?;
+    let hooks = a.spec.hooks().as_ref();
+    #[allow(deprecated)]
+    let runtime_hooks = hooks.is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    if runtime_hooks {
+        a.chan.send(&Message::RunRuntimeHooks)?;
+        match a.chan.recv()? {
+            Message::HooksDone => {}
+            other => return Err(InitError::Protocol(format!("{other:?}"))),
+        }
+    }
+    if let Some(h) = hooks.and_then(|h| h.create_container().as_ref()) {
+        shim::hooks_run(h, &hook_state.to_hook_state(crate::state::Status::Created))?;
+    }
+    let fifo: OwnedFd = open(a.fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys(format!("open exec fifo {}", a.fifo.display())))?;
+    shim::rootfs_pivot(a.rootfs, a.no_pivot)?;
+    if process.terminal().unwrap_or(false) {
+        let console = a.console.ok_or(InitError::NoConsole)?;
+        let size = process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        tty::setup_console(console, size, true)?;
+    }
+    shim::rootfs_finalize(a.spec)?;
+    enter_cwd(process.cwd())?;
+    let env = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    shim::process_apply(process)?;
+    let cmd = Command::resolve(&args, &env)?;
+    a.chan.send(&Message::Ready)?;
+
+    // Blocks until `start` opens the fifo for reading.
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let mut w = File::from(
+        open(
+            path.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys("open exec fifo for writing"))?,
+    );
+    w.write_all(b"0").map_err(|e| InitError::Sys {
+        what: "write exec fifo".into(),
+        source: errno(e),
+    })?;
+    drop(w);
+    drop(fifo);
+    if let Some(h) = hooks.and_then(|h| h.start_container().as_ref()) {
+        shim::hooks_run(h, &hook_state.to_hook_state(crate::state::Status::Running))?;
+    }
+    seal_fds(a.preserve_fds)?;
+    Err(cmd.exec().into())
+}
+
+fn errno(e: std::io::Error) -> nix::Error {
+    nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// chdir to the process cwd (after pivot, so it resolves in the container) and refuse a cwd the
+/// kernel reports as unreachable from our root (CVE-2024-21626: a leaked host fd as cwd).
+pub fn enter_cwd(cwd: &Path) -> Result<(), InitError> {
+    if !cwd.is_absolute() {
+        return Err(InitError::CwdEscape(cwd.to_path_buf()));
+    }
+    nix::unistd::chdir(cwd).map_err(sys(format!("chdir to cwd {}", cwd.display())))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(InitError::CwdEscape(cwd.to_path_buf())),
+    }
+}
+
+/// Marks every fd above stdio close-on-exec except `3..3+preserve` (which are made inheritable).
+pub fn seal_fds(preserve: u32) -> Result<(), InitError> {
+    for fd in 3..3 + preserve {
+        let _ = berth_sys::process::clear_cloexec(fd as i32);
+    }
+    berth_sys::process::cloexec_from(3 + preserve).map_err(sys("mark fds close-on-exec"))
+}
