@@ -425,8 +425,11 @@ impl BlobDownload<'_> {
                     source,
                 },
             };
-            let resumable =
-                matches!(&failure, RegistryError::Protocol { .. }) || failure.is_transient();
+            // a body that breaks off mid-way (reqwest reports it as a decode or body error) is resumable
+            let resumable = matches!(
+                &failure,
+                RegistryError::Protocol { .. } | RegistryError::Http { .. }
+            );
             self.resp = None;
             if !resumable || self.resumes + 1 >= self.client.retry.max_attempts {
                 return Err(RegistryError::RetriesExhausted {
