@@ -573,6 +573,7 @@ impl RegistryClient {
     pub(crate) async fn send(&self, req: Req<'_>) -> Result<Response, RegistryError> {
         let mut attempt = 0u32;
         let mut answered_challenge = false;
+        self.prefetch_token(req.scope).await?;
         loop {
             let mut rb = self
                 .http
@@ -649,6 +650,41 @@ impl RegistryClient {
         }
     }
 
+    /// Once the registry is known to want Bearer tokens, gets the token for a new scope before
+    /// the request instead of after a 401 (saves a round trip per repository).
+    async fn prefetch_token(&self, scope: &Scope) -> Result<(), RegistryError> {
+        let pending = {
+            let state = self.auth.lock().expect("auth state lock poisoned");
+            match &state.challenge {
+                Some(Challenge::Bearer { realm, service, .. }) => {
+                    let fresh = state
+                        .tokens
+                        .get(&scope.key())
+                        .is_some_and(|(_, until)| *until > Instant::now());
+                    (!fresh).then(|| (realm.clone(), service.clone()))
+                }
+                _ => None,
+            }
+        };
+        if let Some((realm, service)) = pending {
+            let (token, lifetime) = self
+                .fetch_token(&realm, service.as_deref(), scope, None)
+                .await?;
+            self.store_token(scope, token, lifetime);
+        }
+        Ok(())
+    }
+
+    fn store_token(&self, scope: &Scope, token: String, lifetime: Duration) {
+        let mut state = self.auth.lock().expect("auth state lock poisoned");
+        // keep a margin so a token never expires in flight
+        let until = Instant::now()
+            + lifetime
+                .saturating_sub(Duration::from_secs(5))
+                .max(Duration::from_secs(1));
+        state.tokens.insert(scope.key(), (token, until));
+    }
+
     fn auth_header(&self, scope: &Scope) -> Option<HeaderValue> {
         let state = self.auth.lock().expect("auth state lock poisoned");
         let value = match state.challenge.as_ref()? {
@@ -697,13 +733,7 @@ impl RegistryClient {
                 let (token, lifetime) = self
                     .fetch_token(realm, service.as_deref(), scope, asked.as_deref())
                     .await?;
-                let mut state = self.auth.lock().expect("auth state lock poisoned");
-                // keep a margin so a token never expires in flight
-                let until = Instant::now()
-                    + lifetime
-                        .saturating_sub(Duration::from_secs(5))
-                        .max(Duration::from_secs(1));
-                state.tokens.insert(scope.key(), (token, until));
+                self.store_token(scope, token, lifetime);
             }
         }
         self.auth
