@@ -264,6 +264,9 @@ pub struct Expect {
     pub host_ns: BTreeMap<String, u64>,
     /// Inode of each `linux.namespaces[].path`, by proc name.
     pub ns_path: BTreeMap<String, u64>,
+    /// The propagation `/` must show when it differs from the config's word: a `slave` of a
+    /// host mount that is not shared is private.
+    pub rootfs_propagation: Option<String>,
 }
 
 /// The `/proc/self/ns` file name of a spec namespace type.

@@ -3,14 +3,14 @@
 //! and read-only paths.
 
 use crate::mountinfo::{self, MountInfo};
-use crate::spec::{Device, Mount, Spec};
+use crate::spec::{Device, Expect, Mount, Spec};
 use crate::tap::{Outcome, Tap};
 use nix::errno::Errno;
 use nix::sys::stat::{major, minor, SFlag};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-pub fn check<W: Write>(spec: &Spec, tap: &mut Tap<W>) {
+pub fn check<W: Write>(spec: &Spec, expect: &Expect, tap: &mut Tap<W>) {
     let mounts = match mountinfo::read_self() {
         Ok(m) => m,
         Err(why) => {
@@ -25,9 +25,10 @@ pub fn check<W: Write>(spec: &Spec, tap: &mut Tap<W>) {
         }
     }
     if let Some(prop) = linux.and_then(|l| l.rootfs_propagation.as_deref()) {
+        let want = expect.rootfs_propagation.as_deref().unwrap_or(prop);
         tap.record(
             &format!("linux.rootfsPropagation: / is {prop}"),
-            rootfs_propagation(&mounts, prop),
+            rootfs_propagation(&mounts, want),
         );
     }
     for m in &spec.mounts {
@@ -203,10 +204,12 @@ fn option_holds(m: &MountInfo, opt: &str) -> Result<(), String> {
                 }
             }
             Some((key @ ("uid" | "gid"), want)) => {
-                if m.super_option(key) == Some(want) {
-                    Ok(())
-                } else {
-                    Err(format!("{key} is {:?}, expected {want}", m.super_option(key)))
+                // Some filesystems (devpts) show ids as the initial user namespace sees them.
+                let map = if key == "uid" { "/proc/self/uid_map" } else { "/proc/self/gid_map" };
+                let host = want.parse().ok().and_then(|id| to_host_id(map, id));
+                match m.super_option(key) {
+                    Some(got) if got == want || host.is_some_and(|h| got == h.to_string()) => Ok(()),
+                    got => Err(format!("{key} is {got:?}, expected {want}")),
                 }
             }
             Some(("size", want)) if m.fstype == "tmpfs" => {
@@ -221,6 +224,16 @@ fn option_holds(m: &MountInfo, opt: &str) -> Result<(), String> {
             _ => Ok(()),
         },
     }
+}
+
+/// The host id of a container id through an id map file (`/proc/self/uid_map`).
+fn to_host_id(map: &str, id: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(map).ok()?;
+    super::ns::parse_id_map(&text)
+        .ok()?
+        .into_iter()
+        .find(|m| id >= m.container_id && id - m.container_id < m.size)
+        .map(|m| m.host_id + (id - m.container_id))
 }
 
 fn size_bytes(s: &str) -> Option<u64> {

@@ -17,7 +17,7 @@ pub fn run_all<W: Write>(spec: &Spec, expect: &Expect, tap: &mut Tap<W>) {
         process::check(p, tap);
     }
     ns::check(spec, expect, tap);
-    fs::check(spec, tap);
+    fs::check(spec, expect, tap);
     cgroups(spec, tap);
     kernel::check(spec, tap);
 }
