@@ -170,6 +170,7 @@ impl NsHolder {
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = unshare.kill();
+        let _ = unshare.wait();
         panic!("unshare did not start its child");
     }
 }
