@@ -537,7 +537,7 @@ pub fn assert_create_fails(bundle: &Bundle, name: &str) {
         let started = rt.start(&id);
         assert!(
             !started.status.success(),
-            "{} accepted an invalid config: create and start both succeeded",
+            "{} accepted an invalid config ({name}): create and start both succeeded",
             runtime_name()
         );
         drop(guard);
