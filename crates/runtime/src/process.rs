@@ -148,22 +148,13 @@ pub enum ProcessError {
 }
 
 /// What [`apply_process`] leaves for the last moment before `execve`.
+#[derive(Debug)]
 pub struct Prepared {
     /// Notify fd of a filter already loaded in step 4 (send it to the seccomp agent).
     pub notify_fd: Option<OwnedFd>,
     /// Non-fatal problems to report to the user (through the parent: not on stderr).
     pub warnings: Warnings,
-    deferred: Option<seccomp::Filter>,
-}
-
-impl std::fmt::Debug for Prepared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared")
-            .field("notify_fd", &self.notify_fd)
-            .field("warnings", &self.warnings)
-            .field("deferred_seccomp", &self.deferred.is_some())
-            .finish()
-    }
+    deferred: Option<seccomp::Program>,
 }
 
 impl Prepared {
@@ -171,7 +162,7 @@ impl Prepared {
     /// before `execve`). Returns the notify fd, from this load or from step 4.
     pub fn finalize(self) -> Result<Option<OwnedFd>, ProcessError> {
         match self.deferred {
-            Some(filter) => filter.load().map_err(ProcessError::Seccomp),
+            Some(program) => program.load().map_err(ProcessError::Seccomp),
             None => Ok(self.notify_fd),
         }
     }
@@ -179,19 +170,27 @@ impl Prepared {
 
 /// Applies every attribute of `process` (and `linux.personality`, `linux.seccomp`) in the
 /// documented order, except the deferred seccomp load (see [`Prepared::finalize`]) and `execve`.
-pub fn apply_process(process: &Process, linux: Option<&Linux>) -> Result<Prepared, ProcessError> {
+///
+/// `seccomp` is the program for `linux.seccomp` when the caller already built it (the parent,
+/// with [`seccomp::program_cached`], before cloning: the init then only loads it); with `None`
+/// a `linux.seccomp` present is compiled here.
+pub fn apply_process(
+    process: &Process,
+    linux: Option<&Linux>,
+    seccomp: Option<seccomp::Program>,
+) -> Result<Prepared, ProcessError> {
     let mut warnings = Warnings::new();
     let nnp = process.no_new_privileges().unwrap_or(false);
 
-    // Compile first: a bad filter is reported before anything irreversible happens.
-    let filter = match linux.and_then(|l| l.seccomp().as_ref()) {
-        Some(spec) => {
-            let filter = seccomp::compile(spec).map_err(ProcessError::Seccomp)?;
-            warnings.extend(filter.warnings().iter().cloned());
-            Some(filter)
-        }
-        None => None,
+    // Compile first: a bad profile is reported before anything irreversible happens.
+    let program = match (seccomp, linux.and_then(|l| l.seccomp().as_ref())) {
+        (Some(program), _) => Some(program),
+        (None, Some(spec)) => Some(seccomp::program(spec).map_err(ProcessError::Seccomp)?),
+        (None, None) => None,
     };
+    if let Some(program) = &program {
+        warnings.extend(program.warnings().iter().cloned());
+    }
 
     if let Some(rlimits) = process.rlimits() {
         set_rlimits(rlimits)?;
@@ -209,8 +208,8 @@ pub fn apply_process(process: &Process, linux: Option<&Linux>) -> Result<Prepare
         set_personality(personality)?;
     }
 
-    let (notify_fd, deferred) = match filter {
-        Some(filter) if !nnp => (filter.load().map_err(ProcessError::Seccomp)?, None),
+    let (notify_fd, deferred) = match program {
+        Some(program) if !nnp => (program.load().map_err(ProcessError::Seccomp)?, None),
         other => (None, other),
     };
 

@@ -1,16 +1,25 @@
 //! OCI `linux.seccomp` -> kernel filter, compiled by libseccomp; the notify fd and its delivery
 //! to the seccomp agent at `listenerPath`; and the seccomp part of `berth-runtime features`.
 //!
+//! Two steps: [`compile`] (libseccomp builds the rules) then [`Filter::program`] (the classic-BPF
+//! program plus the `seccomp(2)` flags, a plain serializable [`Program`]); [`Program::load`]
+//! installs it with one syscall. Generating the BPF for a real engine profile costs ~10 ms, so
+//! [`program_cached`] keeps programs in a directory keyed by the profile: a container created
+//! with a profile already seen pays ~0.1 ms. The parent can build the program before cloning
+//! and hand it to the init, which only loads it.
+//!
 //! Like runc: an unknown *syscall name* is skipped with a warning (profiles list syscalls of newer
 //! kernels), while an action, architecture, operator or flag we can't honour is an error naming
 //! it. libseccomp's own no_new_privs default is turned off: whether the process gets
 //! no_new_privs is `process.noNewPrivileges`' decision (see `process` for the load order).
 
-use std::io::IoSlice;
+use std::hash::{Hash, Hasher};
+use std::io::{IoSlice, Read, Seek};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+use berth_sys::attr::seccomp_flags;
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
     ScmpVersion,
@@ -20,6 +29,7 @@ use oci_spec::runtime::{
     Arch, ContainerProcessState, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg,
     LinuxSeccompFilterFlag, LinuxSeccompOperator, State, SECCOMP_FD_NAME,
 };
+use serde::{Deserialize, Serialize};
 
 /// Why a seccomp filter could not be built, loaded or handed to the agent.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +51,6 @@ pub enum SeccompError {
         #[source]
         source: libseccomp::error::SeccompError,
     },
-    #[error("flag {name}")]
-    Flag {
-        name: String,
-        #[source]
-        source: libseccomp::error::SeccompError,
-    },
     #[error("syscall {syscall}: argument index {index} is out of range (0..=5)")]
     ArgIndex { syscall: String, index: usize },
     #[error("syscall {syscall}: {op} needs valueTwo")]
@@ -60,12 +64,19 @@ pub enum SeccompError {
     },
     #[error("turn off libseccomp's implicit no_new_privs")]
     Nnp(#[source] libseccomp::error::SeccompError),
-    #[error("load seccomp filter")]
-    Load(#[source] libseccomp::error::SeccompError),
-    #[error("get seccomp notify fd")]
-    NotifyFd(#[source] libseccomp::error::SeccompError),
-    #[error("take ownership of the seccomp notify fd")]
-    AdoptFd(#[source] std::io::Error),
+    #[error("export seccomp filter as BPF")]
+    Export(#[source] libseccomp::error::SeccompError),
+    #[error("read exported BPF")]
+    ExportRead(#[source] std::io::Error),
+    #[error("load seccomp filter ({instructions} instructions, flags {flags:#x})")]
+    Load {
+        instructions: usize,
+        flags: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("seccomp flag {0} is not supported by the running kernel")]
+    FlagUnsupported(String),
     #[error("container state for the seccomp agent is not valid state JSON")]
     State(#[source] serde_json::Error),
     #[error("connect to seccomp listener {path}")]
@@ -84,42 +95,145 @@ pub enum SeccompError {
     Encode(#[source] serde_json::Error),
 }
 
-/// A compiled filter, not yet loaded into the kernel.
+/// A compiled filter (libseccomp's rules), not yet turned into BPF.
 pub struct Filter {
     ctx: ScmpFilterContext,
+    flags: u32,
     uses_notify: bool,
     warnings: Vec<String>,
 }
 
 impl Filter {
-    /// Non-fatal problems met while compiling (skipped syscalls, unsupported optional flags).
+    /// Non-fatal problems met while compiling (skipped syscalls).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
 
-    /// Whether any rule uses `SCMP_ACT_NOTIFY` (then [`Filter::load`] returns the notify fd).
+    /// Whether any rule uses `SCMP_ACT_NOTIFY` (then loading returns the notify fd).
     pub fn uses_notify(&self) -> bool {
         self.uses_notify
     }
 
-    /// Loads the filter into the calling thread (all threads with `SECCOMP_FILTER_FLAG_TSYNC`).
-    /// Returns the notify fd (close-on-exec) when a rule uses `SCMP_ACT_NOTIFY`.
-    pub fn load(self) -> Result<Option<OwnedFd>, SeccompError> {
-        self.ctx.load().map_err(SeccompError::Load)?;
-        if !self.uses_notify {
-            return Ok(None);
-        }
-        let raw = self.ctx.get_notify_fd().map_err(SeccompError::NotifyFd)?;
-        berth_sys::attr::adopt_raw_fd(raw)
-            .map(Some)
-            .map_err(SeccompError::AdoptFd)
+    /// Generates the BPF program (the expensive step) with its load flags.
+    pub fn program(&self) -> Result<Program, SeccompError> {
+        let memfd =
+            nix::sys::memfd::memfd_create(c"berth-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .map_err(|e| SeccompError::ExportRead(e.into()))?;
+        self.ctx.export_bpf(&memfd).map_err(SeccompError::Export)?;
+        let mut file = std::fs::File::from(memfd);
+        let mut bpf = Vec::new();
+        file.rewind()
+            .and_then(|_| file.read_to_end(&mut bpf))
+            .map_err(SeccompError::ExportRead)?;
+        Ok(Program {
+            bpf,
+            flags: self.flags,
+            uses_notify: self.uses_notify,
+            warnings: self.warnings.clone(),
+        })
     }
+
+    /// Generates and loads the program; see [`Program::load`].
+    pub fn load(self) -> Result<Option<OwnedFd>, SeccompError> {
+        self.program()?.load()
+    }
+}
+
+/// A seccomp filter ready for the kernel: classic BPF as libseccomp exports it, and the
+/// `SECCOMP_FILTER_FLAG_*` bits to load it with. Serializable, to cross the fork or be cached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    bpf: Vec<u8>,
+    flags: u32,
+    uses_notify: bool,
+    warnings: Vec<String>,
+}
+
+impl Program {
+    /// Non-fatal problems met while compiling (skipped syscalls).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Whether loading returns a notify fd.
+    pub fn uses_notify(&self) -> bool {
+        self.uses_notify
+    }
+
+    /// Number of BPF instructions.
+    pub fn instructions(&self) -> usize {
+        self.bpf.len() / berth_sys::attr::BPF_INSTRUCTION_SIZE
+    }
+
+    /// Installs the filter on the calling thread (on every thread with
+    /// `SECCOMP_FILTER_FLAG_TSYNC`). Needs no_new_privs or `CAP_SYS_ADMIN`. Returns the notify
+    /// fd (close-on-exec) when a rule uses `SCMP_ACT_NOTIFY`.
+    pub fn load(&self) -> Result<Option<OwnedFd>, SeccompError> {
+        berth_sys::attr::seccomp_set_filter(&self.bpf, self.flags).map_err(|source| {
+            SeccompError::Load {
+                instructions: self.instructions(),
+                flags: self.flags,
+                source,
+            }
+        })
+    }
+}
+
+/// Compiles `seccomp` into a loadable [`Program`] (uncached).
+pub fn program(seccomp: &LinuxSeccomp) -> Result<Program, SeccompError> {
+    compile(seccomp)?.program()
+}
+
+/// Like [`program`], through a cache directory (created if missing) of programs keyed by the
+/// profile, libseccomp's version and this build. A hit is checked against the full profile
+/// text, so a hash collision can never load another profile's filter. Cache trouble (unwritable
+/// directory, corrupt entry) only costs a recompilation.
+pub fn program_cached(seccomp: &LinuxSeccomp, cache_dir: &Path) -> Result<Program, SeccompError> {
+    let key_text = serde_json::to_string(seccomp).map_err(SeccompError::Encode)?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (
+        key_text.as_str(),
+        libseccomp_version(),
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+    )
+        .hash(&mut hasher);
+    let path = cache_dir.join(format!("{:016x}.json", hasher.finish()));
+
+    #[derive(Serialize, Deserialize)]
+    struct Entry {
+        profile: String,
+        program: Program,
+    }
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(entry) = serde_json::from_slice::<Entry>(&bytes) {
+            if entry.profile == key_text {
+                return Ok(entry.program);
+            }
+        }
+    }
+    let program = program(seccomp)?;
+    let entry = Entry {
+        profile: key_text,
+        program,
+    };
+    if let Ok(bytes) = serde_json::to_vec(&entry) {
+        // Write-then-rename so a concurrent reader never sees half an entry.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let written = std::fs::create_dir_all(cache_dir)
+            .and_then(|_| std::fs::write(&tmp, bytes))
+            .and_then(|_| std::fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok(entry.program)
 }
 
 /// Compiles and loads `seccomp`; returns the notify fd when any rule uses `SCMP_ACT_NOTIFY`
 /// (the caller sends it to `listenerPath` with [`send_notify_fd`]).
 pub fn load(seccomp: &LinuxSeccomp) -> Result<Option<OwnedFd>, SeccompError> {
-    compile(seccomp)?.load()
+    program(seccomp)?.load()
 }
 
 fn libseccomp_version() -> String {
@@ -262,17 +376,26 @@ fn condition_sets(
     })
 }
 
-fn set_flag(
-    ctx: &mut ScmpFilterContext,
-    flag: LinuxSeccompFilterFlag,
-) -> Result<(), libseccomp::error::SeccompError> {
+fn flag_bit(flag: LinuxSeccompFilterFlag) -> u32 {
     match flag {
-        LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true),
-        LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true),
-        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true),
-        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => ctx.set_ctl_waitkill(true),
+        LinuxSeccompFilterFlag::SeccompFilterFlagTsync => seccomp_flags::TSYNC,
+        LinuxSeccompFilterFlag::SeccompFilterFlagLog => seccomp_flags::LOG,
+        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => seccomp_flags::SPEC_ALLOW,
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+            seccomp_flags::WAIT_KILLABLE_RECV
+        }
     }
-    .map(|_| ())
+}
+
+/// Whether the running kernel accepts filter flag `bit` (WAIT_KILLABLE_RECV is only valid, and
+/// so only probed, together with NEW_LISTENER).
+fn kernel_supports(bit: u32) -> bool {
+    let probe = if bit == seccomp_flags::WAIT_KILLABLE_RECV {
+        bit | seccomp_flags::NEW_LISTENER
+    } else {
+        bit
+    };
+    berth_sys::attr::seccomp_flag_supported(probe)
 }
 
 /// Builds the filter without loading it: every error of the profile shows up here, before
@@ -297,21 +420,13 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
                 source,
             })?;
     }
+    let mut flags = 0;
     for flag in spec.flags().iter().flatten() {
-        if let Err(source) = set_flag(&mut ctx, *flag) {
-            if *flag == LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv {
-                // Only changes how a notified process reacts to fatal signals: safe to go without.
-                warnings.push(format!(
-                    "seccomp flag {flag} is not supported by libseccomp {}, ignored",
-                    libseccomp_version()
-                ));
-                continue;
-            }
-            return Err(SeccompError::Flag {
-                name: flag.to_string(),
-                source,
-            });
+        let bit = flag_bit(*flag);
+        if !kernel_supports(bit) {
+            return Err(SeccompError::FlagUnsupported(flag.to_string()));
         }
+        flags |= bit;
     }
 
     let mut uses_notify = false;
@@ -339,8 +454,20 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             }
         }
     }
+    if uses_notify {
+        flags |= seccomp_flags::NEW_LISTENER;
+        if flags & seccomp_flags::TSYNC != 0 {
+            // TSYNC alone reports a thread id on failure, which is ambiguous with a listener fd.
+            flags |= seccomp_flags::TSYNC_ESRCH;
+        }
+    } else {
+        // The kernel accepts WAIT_KILLABLE_RECV only with a listener; without one it means
+        // nothing.
+        flags &= !seccomp_flags::WAIT_KILLABLE_RECV;
+    }
     Ok(Filter {
         ctx,
+        flags,
         uses_notify,
         warnings,
     })
@@ -422,7 +549,7 @@ pub fn features() -> serde_json::Value {
         .collect();
     let supported_flags: Vec<String> = known_flags
         .iter()
-        .filter(|f| probe().is_some_and(|mut ctx| set_flag(&mut ctx, **f).is_ok()))
+        .filter(|f| kernel_supports(flag_bit(**f)))
         .map(|f| f.to_string())
         .collect();
     serde_json::json!({
@@ -546,5 +673,68 @@ mod tests {
             supported.iter().any(|a| a == "SECCOMP_FILTER_FLAG_TSYNC"),
             "{supported:?}"
         );
+    }
+
+    #[test]
+    fn cached_programs_are_reused_and_checked_against_the_profile() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let a = spec(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "bogus_call"], "action": "SCMP_ACT_ERRNO"}]
+        }));
+        let b = spec(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["rmdir"], "action": "SCMP_ACT_KILL"}]
+        }));
+        let first = program_cached(&a, &cache).expect("miss");
+        assert_eq!(first, program(&a).expect("uncached"));
+        assert_eq!(first.warnings().len(), 1, "warnings survive the cache");
+        let entries: Vec<_> = std::fs::read_dir(&cache).expect("cache dir").collect();
+        assert_eq!(entries.len(), 1);
+        let entry = entries[0].as_ref().expect("entry").path();
+        assert_eq!(program_cached(&a, &cache).expect("hit"), first);
+
+        // An entry holding another profile under this key (a collision) is not used.
+        let other = program(&b).expect("b");
+        let forged = serde_json::json!({
+            "profile": serde_json::to_string(&b).expect("b json"),
+            "program": other,
+        });
+        std::fs::write(&entry, serde_json::to_vec(&forged).expect("json")).expect("forge");
+        assert_eq!(program_cached(&a, &cache).expect("recompiled"), first);
+        // A corrupt entry only costs a recompilation.
+        std::fs::write(&entry, b"garbage").expect("corrupt");
+        assert_eq!(program_cached(&a, &cache).expect("recompiled"), first);
+        // An unwritable cache location still yields the program.
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").expect("file");
+        assert_eq!(
+            program_cached(&a, &file.join("sub")).expect("no cache"),
+            first
+        );
+    }
+
+    #[test]
+    fn notify_sets_new_listener_and_waitkill_needs_it() {
+        let with = compile(&spec(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+            "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]
+        })))
+        .expect("compiles");
+        assert_eq!(
+            with.flags,
+            seccomp_flags::TSYNC
+                | seccomp_flags::WAIT_KILLABLE_RECV
+                | seccomp_flags::NEW_LISTENER
+                | seccomp_flags::TSYNC_ESRCH
+        );
+        let without = compile(&spec(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+        })))
+        .expect("compiles");
+        assert_eq!(without.flags, seccomp_flags::LOG);
     }
 }

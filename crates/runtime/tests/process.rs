@@ -93,7 +93,7 @@ fn probe_entry() {
                 }
             }))
             .expect("linux json");
-            let prepared = process::apply_process(&p, Some(&linux)).expect("apply_process");
+            let prepared = process::apply_process(&p, Some(&linux), None).expect("apply_process");
             println!(
                 "IOPRIO: {}",
                 berth_sys::attr::ioprio_get().expect("ioprio_get")
@@ -114,7 +114,7 @@ fn probe_entry() {
                 "cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}
             }))
             .expect("process json");
-            let prepared = process::apply_process(&p, None).expect("apply_process");
+            let prepared = process::apply_process(&p, None, None).expect("apply_process");
             println!(
                 "NOTIFY: {}",
                 prepared.finalize().expect("finalize").is_some()
@@ -135,7 +135,7 @@ fn probe_entry() {
                             "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]}
             }))
             .expect("linux json");
-            let prepared = process::apply_process(&p, Some(&linux)).expect("apply_process");
+            let prepared = process::apply_process(&p, Some(&linux), None).expect("apply_process");
             let status = std::fs::read_to_string("/proc/thread-self/status").expect("status");
             println!("EARLY_FILTER: {}", status.contains("Seccomp:\t2"));
             println!(

@@ -71,6 +71,53 @@ fn mkdir_mode(dir: &std::path::Path, name: &str, mode: u32) -> String {
     errno_of(r)
 }
 
+/// podman's default profile (containers-common, /usr/share/containers/seccomp.json) turned into
+/// an OCI `linux.seccomp` the way an engine does for a container without extra capabilities on
+/// amd64: `archMap` -> architectures, rules included unless they need a capability or another
+/// arch. `None` when the file isn't installed.
+fn containers_profile_as_oci() -> Option<LinuxSeccomp> {
+    let text = std::fs::read_to_string("/usr/share/containers/seccomp.json").ok()?;
+    let profile: serde_json::Value = serde_json::from_str(&text).expect("profile json");
+    let mut archs = Vec::new();
+    for entry in profile["archMap"].as_array().into_iter().flatten() {
+        if entry["architecture"] == "SCMP_ARCH_X86_64" {
+            archs.push(entry["architecture"].clone());
+            archs.extend(
+                entry["subArchitectures"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
+        }
+    }
+    let mut syscalls = Vec::new();
+    for rule in profile["syscalls"].as_array().into_iter().flatten() {
+        let inc = &rule["includes"];
+        let needs_caps = inc["caps"].as_array().is_some_and(|c| !c.is_empty());
+        let other_arch = inc["arches"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && !a.iter().any(|x| x == "amd64"));
+        if needs_caps || other_arch {
+            continue;
+        }
+        let mut r = serde_json::json!({"names": rule["names"], "action": rule["action"]});
+        if let Some(args) = rule["args"].as_array().filter(|a| !a.is_empty()) {
+            r["args"] = serde_json::Value::Array(args.clone());
+        }
+        if let Some(errno) = rule["errnoRet"].as_u64() {
+            r["errnoRet"] = errno.into();
+        }
+        syscalls.push(r);
+    }
+    Some(spec(serde_json::json!({
+        "defaultAction": profile["defaultAction"],
+        "defaultErrnoRet": profile["defaultErrnoRet"],
+        "architectures": archs,
+        "syscalls": syscalls,
+    })))
+}
+
 /// The child side: never returns when a probe case is set.
 #[test]
 fn probe_entry() {
@@ -175,6 +222,28 @@ fn probe_entry() {
             // The agent (the parent test) answers this one.
             println!("RESULT getppid={}", nix::unistd::getppid());
         }
+        "real-profile" => {
+            let filter = containers_profile_as_oci().expect("profile present (checked by parent)");
+            // Through the cache: the first probe run compiles (~10 ms), later ones read it.
+            let cache = std::path::Path::new(&arg);
+            let start = Instant::now();
+            let program = seccomp::program_cached(&filter, cache).expect("compile profile");
+            let prepare_time = start.elapsed();
+            let start = Instant::now();
+            program.load().expect("load profile");
+            println!("RESULT compiled+loaded");
+            eprintln!(
+                "TIMING program {prepare_time:?}, load {:?}",
+                start.elapsed()
+            );
+            let err = std::os::unix::process::CommandExt::exec(Command::new("/bin/sh").args([
+                "-c",
+                "echo RESULT hello; \
+                 if chroot / true 2>/dev/null; then echo RESULT chroot-ok; \
+                 else echo RESULT chroot-denied; fi",
+            ]));
+            panic!("exec: {err}");
+        }
         other => panic!("unknown probe case {other}"),
     }
     std::process::exit(0);
@@ -278,4 +347,36 @@ fn notify_fd_is_returned_sent_to_the_listener_and_works() {
     assert_eq!(payload["metadata"], "meta-data");
     assert_eq!(payload["state"]["id"], "c1");
     assert_eq!(payload["ociVersion"], "1.2.0");
+}
+
+#[test]
+fn a_real_engine_profile_compiles_loads_and_runs_a_shell() {
+    if containers_profile_as_oci().is_none() {
+        println!("SKIP: /usr/share/containers/seccomp.json (containers-common) is not installed");
+        return;
+    }
+    let cache = tempfile::tempdir().expect("cache dir");
+    let cache_arg = cache.path().to_string_lossy().to_string();
+    let cold = probe("real-profile", &cache_arg, Duration::from_secs(30));
+    let out = probe("real-profile", &cache_arg, Duration::from_secs(30));
+    for o in [&cold, &out] {
+        let timing = String::from_utf8_lossy(&o.stderr);
+        println!(
+            "{}",
+            timing
+                .lines()
+                .find(|l| l.starts_with("TIMING"))
+                .unwrap_or("no timing")
+        );
+    }
+    assert!(cold.status.success(), "{cold:?}");
+    assert_eq!(results(&cold), results(&out));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        results(&out),
+        // chroot needs CAP_SYS_CHROOT in that profile: the rule for it is left out, so the
+        // profile's ERRNO(EPERM) rule for chroot applies although the probe runs as root.
+        ["compiled+loaded", "hello", "chroot-denied"],
+        "{out:?}"
+    );
 }

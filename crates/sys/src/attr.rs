@@ -124,6 +124,95 @@ pub fn adopt_raw_fd(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(owned)
 }
 
+/// `SECCOMP_FILTER_FLAG_*` bits of seccomp(2).
+pub mod seccomp_flags {
+    /// Synchronize all threads of the process to the new filter.
+    pub const TSYNC: u32 = 1 << 0;
+    /// Log every action but `SECCOMP_RET_ALLOW`.
+    pub const LOG: u32 = 1 << 1;
+    /// Disable the speculative store bypass mitigation.
+    pub const SPEC_ALLOW: u32 = 1 << 2;
+    /// Return a user-notification listener fd.
+    pub const NEW_LISTENER: u32 = 1 << 3;
+    /// With TSYNC and NEW_LISTENER: fail with ESRCH instead of returning a thread id.
+    pub const TSYNC_ESRCH: u32 = 1 << 4;
+    /// A notified task waits killably once the agent received the notification.
+    pub const WAIT_KILLABLE_RECV: u32 = 1 << 5;
+}
+
+const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+/// Size of one classic BPF instruction (`struct sock_filter`).
+pub const BPF_INSTRUCTION_SIZE: usize = 8;
+
+/// Loads a classic-BPF seccomp program (as libseccomp exports it: `struct sock_filter` array in
+/// native byte order) into the calling thread with `seccomp(SECCOMP_SET_MODE_FILTER, flags)`.
+/// Needs no_new_privs or `CAP_SYS_ADMIN`. With [`seccomp_flags::NEW_LISTENER`] the kernel
+/// returns the notify fd (close-on-exec), given back here.
+pub fn seccomp_set_filter(program: &[u8], flags: u32) -> io::Result<Option<OwnedFd>> {
+    if program.is_empty() || !program.len().is_multiple_of(BPF_INSTRUCTION_SIZE) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "seccomp program of {} bytes is not a whole number of instructions",
+                program.len()
+            ),
+        ));
+    }
+    let insns: Vec<libc::sock_filter> = program
+        .chunks_exact(BPF_INSTRUCTION_SIZE)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let len = u16::try_from(insns.len()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "seccomp program longer than 65535 instructions",
+        )
+    })?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: insns.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `len` initialised instructions in `insns`, which outlives the
+    // call; the kernel copies the program and only reads it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & seccomp_flags::NEW_LISTENER != 0 {
+        // SAFETY: with NEW_LISTENER a non-negative return value is a new fd owned by nobody else.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as RawFd) }));
+    }
+    Ok(None)
+}
+
+/// Whether the running kernel knows seccomp filter flag `flag`: probed the way libseccomp does,
+/// with a NULL program (EFAULT: flag known; EINVAL: unknown). Installs nothing.
+pub fn seccomp_flag_supported(flag: u32) -> bool {
+    // SAFETY: a NULL program makes the kernel fail with EFAULT after validating `flag`; nothing
+    // of ours is read or written.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flag,
+            std::ptr::null::<libc::sock_fprog>(),
+        )
+    };
+    rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
+}
+
 /// Makes `cmd`'s child mark every descriptor above stdio close-on-exec right before it execs
 /// (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`), so nothing the runtime holds open — state dir,
 /// exec fifo, sockets, a leaked non-CLOEXEC fd — reaches the program (CVE-2024-21626 class).
@@ -220,5 +309,44 @@ mod tests {
         let out = cmd.output().expect("spawn sh");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "clean");
         drop(leaked);
+    }
+
+    /// `ret SECCOMP_RET_ALLOW` as one exported instruction.
+    fn allow_all() -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(&0x06u16.to_ne_bytes()); // BPF_RET | BPF_K
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(&0x7fff_0000u32.to_ne_bytes());
+        p
+    }
+
+    #[test]
+    fn seccomp_program_loads_and_new_listener_returns_an_fd() {
+        // An allow-all filter on this (throw-away) test thread changes nothing it does.
+        std::thread::spawn(|| {
+            assert!(seccomp_set_filter(&allow_all(), 0)
+                .expect("load allow-all")
+                .is_none());
+            let fd = seccomp_set_filter(&allow_all(), seccomp_flags::NEW_LISTENER)
+                .expect("load with listener")
+                .expect("listener fd");
+            // SAFETY: F_GETFD on a descriptor we own.
+            let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+            assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        })
+        .join()
+        .expect("thread");
+    }
+
+    #[test]
+    fn seccomp_program_must_be_whole_instructions() {
+        let err = seccomp_set_filter(&[0u8; 7], 0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn seccomp_flag_probe() {
+        assert!(seccomp_flag_supported(seccomp_flags::TSYNC));
+        assert!(!seccomp_flag_supported(1 << 30));
     }
 }
