@@ -215,8 +215,10 @@ pub struct Bundle {
 impl Bundle {
     /// A bundle whose process is `args` (the checker when `args` is empty).
     pub fn new(args: &[&str]) -> Bundle {
+        // BERTH_CONF_KEEP=1 keeps every bundle (config, rootfs, container stdout/stderr) for debugging.
         let dir = tempfile::Builder::new()
             .prefix("berth-conf-bundle-")
+            .disable_cleanup(std::env::var_os("BERTH_CONF_KEEP").is_some())
             .tempdir()
             .expect("create bundle dir");
         // The dir must be traversable by non-root container users (process_user, userns).
