@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use oci_spec::runtime::{Hook, Hooks};
+use oci_spec::runtime::{ContainerState, Hook, Hooks, State};
 
 /// How much of a failed hook's stderr (or stdout) the error message carries.
 const OUTPUT_TAIL: usize = 1024;
@@ -55,13 +55,14 @@ impl HookKind {
     }
 
     /// The `status` the state on the hook's stdin carries (runtime-spec runtime.md lifecycle;
-    /// runtime-tools' hooks_stdin checks prestart `created`, poststart `running`).
-    pub fn status(self) -> &'static str {
+    /// runtime-tools' hooks_stdin checks prestart `created`, poststart `running`, and poststop
+    /// non-empty). `startContainer` runs before the user process exists: still `created`.
+    pub fn status(self) -> ContainerState {
         match self {
-            HookKind::CreateRuntime | HookKind::CreateContainer => "creating",
-            HookKind::Prestart | HookKind::StartContainer => "created",
-            HookKind::Poststart => "running",
-            HookKind::Poststop => "stopped",
+            HookKind::CreateRuntime | HookKind::CreateContainer => ContainerState::Creating,
+            HookKind::Prestart | HookKind::StartContainer => ContainerState::Created,
+            HookKind::Poststart => ContainerState::Running,
+            HookKind::Poststop => ContainerState::Stopped,
         }
     }
 
@@ -103,11 +104,11 @@ impl std::fmt::Display for HookId {
 /// Why a hook failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("state for {kind} hooks is not a JSON object")]
+    #[error("encode the state for {kind} hooks")]
     State {
         kind: HookKind,
         #[source]
-        source: Option<serde_json::Error>,
+        source: serde_json::Error,
     },
     #[error("{hook}: timeout must be greater than zero, got {timeout}")]
     InvalidTimeout { hook: HookId, timeout: i64 },
@@ -142,14 +143,13 @@ fn output_suffix(output: &str) -> String {
     }
 }
 
-/// Runs `hooks` in order, stopping at the first failure. `state_json` is the container state
-/// (runtime-spec `State`); its `status` is set to [`HookKind::status`] before it is written to
-/// each hook's stdin.
-pub fn run(kind: HookKind, hooks: &[Hook], state_json: &[u8]) -> Result<(), HookError> {
+/// Runs `hooks` in order, stopping at the first failure. `state` is the container state; its
+/// `status` is set to [`HookKind::status`] before it is written to each hook's stdin.
+pub fn run(kind: HookKind, hooks: &[Hook], state: &State) -> Result<(), HookError> {
     if hooks.is_empty() {
         return Ok(());
     }
-    let state = state_for(kind, state_json)?;
+    let state = state_for(kind, state)?;
     for (index, hook) in hooks.iter().enumerate() {
         run_one(
             HookId {
@@ -165,11 +165,11 @@ pub fn run(kind: HookKind, hooks: &[Hook], state_json: &[u8]) -> Result<(), Hook
 }
 
 /// Runs every hook even when some fail (what `poststop` needs) and returns all the failures.
-pub fn run_all(kind: HookKind, hooks: &[Hook], state_json: &[u8]) -> Vec<HookError> {
+pub fn run_all(kind: HookKind, hooks: &[Hook], state: &State) -> Vec<HookError> {
     if hooks.is_empty() {
         return Vec::new();
     }
-    let state = match state_for(kind, state_json) {
+    let state = match state_for(kind, state) {
         Ok(state) => state,
         Err(e) => return vec![e],
     };
@@ -192,24 +192,14 @@ pub fn run_all(kind: HookKind, hooks: &[Hook], state_json: &[u8]) -> Vec<HookErr
 }
 
 /// [`run_all`] for `poststop` (the name docs/ARCHITECTURE.md uses).
-pub fn run_all_poststop(hooks: &[Hook], state_json: &[u8]) -> Vec<HookError> {
-    run_all(HookKind::Poststop, hooks, state_json)
+pub fn run_all_poststop(hooks: &[Hook], state: &State) -> Vec<HookError> {
+    run_all(HookKind::Poststop, hooks, state)
 }
 
-fn state_for(kind: HookKind, state_json: &[u8]) -> Result<Vec<u8>, HookError> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(state_json).map_err(|e| HookError::State {
-            kind,
-            source: Some(e),
-        })?;
-    let object = value
-        .as_object_mut()
-        .ok_or(HookError::State { kind, source: None })?;
-    object.insert("status".to_string(), kind.status().into());
-    serde_json::to_vec(&value).map_err(|e| HookError::State {
-        kind,
-        source: Some(e),
-    })
+fn state_for(kind: HookKind, state: &State) -> Result<Vec<u8>, HookError> {
+    let mut state = state.clone();
+    state.set_status(kind.status());
+    serde_json::to_vec(&state).map_err(|source| HookError::State { kind, source })
 }
 
 fn command(hook: &Hook) -> Command {
@@ -463,27 +453,24 @@ mod tests {
 
     #[test]
     fn status_follows_the_lifecycle() {
-        assert_eq!(HookKind::CreateRuntime.status(), "creating");
-        assert_eq!(HookKind::Prestart.status(), "created");
-        assert_eq!(HookKind::Poststart.status(), "running");
-        assert_eq!(HookKind::Poststop.status(), "stopped");
+        assert_eq!(HookKind::CreateRuntime.status(), ContainerState::Creating);
+        assert_eq!(HookKind::Prestart.status(), ContainerState::Created);
+        assert_eq!(HookKind::Poststart.status(), ContainerState::Running);
+        assert_eq!(HookKind::Poststop.status(), ContainerState::Stopped);
     }
 
     #[test]
     fn state_status_is_overridden_and_fields_kept() {
-        let out = state_for(
-            HookKind::Poststart,
-            br#"{"id":"c1","status":"created","pid":7}"#,
+        let state: State = serde_json::from_str(
+            r#"{"ociVersion":"1.2.0","id":"c1","status":"created","pid":7,"bundle":"/b"}"#,
         )
-        .expect("object");
+        .expect("state");
+        let out = state_for(HookKind::Poststart, &state).expect("encode");
         let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["status"], "running");
         assert_eq!(v["id"], "c1");
         assert_eq!(v["pid"], 7);
-        assert!(matches!(
-            state_for(HookKind::Poststart, b"[1]"),
-            Err(HookError::State { .. })
-        ));
+        assert_eq!(v["bundle"], "/b");
     }
 
     #[test]

@@ -77,8 +77,6 @@ pub enum SeccompError {
     },
     #[error("seccomp flag {0} is not supported by the running kernel")]
     FlagUnsupported(String),
-    #[error("container state for the seccomp agent is not valid state JSON")]
-    State(#[source] serde_json::Error),
     #[error("connect to seccomp listener {path}")]
     Connect {
         path: PathBuf,
@@ -480,16 +478,15 @@ pub fn send_notify_fd(
     listener_path: &Path,
     fd: BorrowedFd<'_>,
     pid: i32,
-    state_json: &[u8],
+    state: &State,
     metadata: Option<&str>,
 ) -> Result<(), SeccompError> {
-    let state: State = serde_json::from_slice(state_json).map_err(SeccompError::State)?;
     let mut message = ContainerProcessState::default();
     message.set_version(state.version().clone());
     message.set_fds(vec![SECCOMP_FD_NAME.to_string()]);
     message.set_pid(pid);
     message.set_metadata(metadata.map(str::to_string));
-    message.set_state(state);
+    message.set_state(state.clone());
     let payload = serde_json::to_vec(&message).map_err(SeccompError::Encode)?;
 
     let stream = UnixStream::connect(listener_path).map_err(|source| SeccompError::Connect {

@@ -208,13 +208,15 @@ fn probe_entry() {
                 "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]
             }));
             let fd = seccomp::load(&filter).expect("load").expect("notify fd");
-            let state =
-                br#"{"ociVersion":"1.2.0","id":"c1","status":"creating","pid":7,"bundle":"/b"}"#;
+            let state: oci_spec::runtime::State = serde_json::from_str(
+                r#"{"ociVersion":"1.2.0","id":"c1","status":"creating","pid":7,"bundle":"/b"}"#,
+            )
+            .expect("state");
             seccomp::send_notify_fd(
                 std::path::Path::new(&arg),
                 fd.as_fd(),
                 std::process::id() as i32,
-                state,
+                &state,
                 Some("meta-data"),
             )
             .expect("send notify fd");
