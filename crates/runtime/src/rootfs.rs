@@ -261,6 +261,10 @@ fn root_propagation(spec: &Spec) -> Result<(MsFlags, String), RootfsError> {
         .and_then(|l| l.rootfs_propagation().as_deref())
         .filter(|s| !s.is_empty())
     {
+        // An unbindable / would refuse the rootfs bind below: private (what unbindable implies)
+        // until `finalize` applies the real setting.
+        Some("unbindable") => Ok((MsFlags::MS_PRIVATE, "private".into())),
+        Some("runbindable") => Ok((MsFlags::MS_PRIVATE | MsFlags::MS_REC, "rprivate".into())),
         Some(name) => propagation_flags(name)
             .map(|f| (f, name.to_string()))
             .ok_or_else(|| RootfsError::UnknownPropagation {

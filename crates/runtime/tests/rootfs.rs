@@ -67,13 +67,20 @@ fn push_mount(v: &mut Value, m: Value) {
 /// Run `scenario` on `b` in fresh namespaces (`extra` unshare flags added); panic with its
 /// output when it fails.
 fn run(scenario: &str, b: &Bundle, extra: &[&str]) -> bool {
+    run_with_prefix(scenario, b, &[], extra)
+}
+
+/// `run`, with the `unshare` command itself started by the command line `prefix`.
+fn run_with_prefix(scenario: &str, b: &Bundle, prefix: &[&str], extra: &[&str]) -> bool {
     if !is_root() {
         println!("SKIP: {scenario} needs root");
         return false;
     }
     let exe = std::env::current_exe().expect("current exe");
-    let out = Command::new("unshare")
-        .args([
+    let mut argv: Vec<&OsStr> = prefix.iter().map(OsStr::new).collect();
+    argv.extend(
+        [
+            "unshare",
             "--mount",
             "--uts",
             "--ipc",
@@ -81,16 +88,23 @@ fn run(scenario: &str, b: &Bundle, extra: &[&str]) -> bool {
             "--fork",
             "--propagation",
             "private",
-        ])
-        .args(extra)
-        .arg(&exe)
-        .args([
+        ]
+        .map(OsStr::new),
+    );
+    argv.extend(extra.iter().map(OsStr::new));
+    argv.push(exe.as_os_str());
+    argv.extend(
+        [
             "--exact",
             "scenario_entry",
             "--ignored",
             "--nocapture",
             "--test-threads=1",
-        ])
+        ]
+        .map(OsStr::new),
+    );
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
         .env(SCENARIO, scenario)
         .env(BUNDLE, &b.path)
         .output()
@@ -102,8 +116,11 @@ fn run(scenario: &str, b: &Bundle, extra: &[&str]) -> bool {
         "scenario {scenario} failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    if let Some(skip) = stdout.lines().find(|l| l.starts_with("SKIP:")) {
-        println!("{skip}");
+    for line in stdout
+        .lines()
+        .filter(|l| l.starts_with("SKIP:") || l.starts_with("ok:"))
+    {
+        println!("{line}");
     }
     true
 }
@@ -131,6 +148,11 @@ fn default_spec_mounts_devices_masks_and_readonly() {
             v,
             json!({"destination": "/mnt/ro", "type": "bind", "source": "hostdata",
             "options": ["rbind", "ro", "nosuid"]}),
+        );
+        push_mount(
+            v,
+            json!({"destination": "/mnt/rro", "type": "bind", "source": "hostdata",
+            "options": ["rbind", "rro"]}),
         );
         push_mount(
             v,
@@ -228,18 +250,35 @@ fn refused_options_and_destinations_are_named() {
 
 #[test]
 fn user_namespace_binds_devices() {
-    let b = bundle(|v, _| {
+    let b = bundle(|v, bundle| {
         // Only what a user namespace may mount, and no cgroup (no cgroupns here).
         v["mounts"] = json!([
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
              "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
             {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]}
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            // nosuid/nodev/noexec are locked on this source: `ro` alone must keep them.
+            {"destination": "/mnt/lockedro", "type": "bind", "source": bundle.join("locked"),
+             "options": ["rbind", "ro"]}
         ]);
         v["root"]["readonly"] = json!(false);
     });
-    run("userns", &b, &["--user", "--map-root-user"]);
+    let locked = b.path.join("locked");
+    std::fs::create_dir_all(&locked).expect("mkdir locked");
+    // A mount made outside the user namespace: its flags are locked inside it.
+    let locked = locked.to_str().expect("utf-8 path");
+    let prefix = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o nosuid,nodev,noexec tmpfs \"$0\" && exec \"$@\"",
+        locked,
+    ];
+    run_with_prefix("userns", &b, &prefix, &["--user", "--map-root-user"]);
 }
 
 #[test]
@@ -270,6 +309,16 @@ fn scenario_entry() {
     let rootfs = bundle.join("rootfs");
     match name.as_str() {
         "default" => {
+            // A submount in a bind source (mounted in this namespace only), to tell `ro` (top
+            // mount) from `rro` (the whole tree).
+            nix::mount::mount(
+                Some("tmpfs"),
+                &bundle.join("hostdata/sub"),
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .expect("tmpfs on hostdata/sub");
             enter(&spec, &rootfs, &bundle, false);
             check_default(&spec);
         }
@@ -393,10 +442,15 @@ fn check_default(spec: &Spec) {
         );
         assert_opts("/sys/fs/cgroup/memory", &["ro", "nosuid"], &["memory"]);
         assert_eq!(mount_at("/sys/fs/cgroup/memory").fstype, "cgroup");
-        assert_eq!(
-            std::fs::read_link("/sys/fs/cgroup/cpu").expect("cpu symlink"),
-            Path::new("cpu,cpuacct")
-        );
+        // Co-mounted controllers get symlinks (cpu -> cpu,cpuacct); here they may be apart.
+        match std::fs::read_link("/sys/fs/cgroup/cpu") {
+            Ok(target) => assert_eq!(target, Path::new("cpu,cpuacct")),
+            Err(_) => assert_eq!(mount_at("/sys/fs/cgroup/cpu").fstype, "cgroup"),
+        }
+        if Path::new("/sys/fs/cgroup/unified").exists() {
+            assert_eq!(mount_at("/sys/fs/cgroup/unified").fstype, "cgroup2");
+            assert_opts("/sys/fs/cgroup/unified", &["ro"], &[]);
+        }
         assert!(Path::new("/sys/fs/cgroup/cpu/cpu.shares").exists());
         // The bound directory is the process's own cgroup: it lists this process.
         let procs = std::fs::read_to_string("/sys/fs/cgroup/memory/cgroup.procs").expect("procs");
@@ -426,6 +480,10 @@ fn check_default(spec: &Spec) {
     );
     assert!(Path::new("/mnt/ro/sub").is_dir());
     assert_erofs("/mnt/ro/hello");
+    std::fs::write("/mnt/ro/sub/f", "x").expect("ro is only the top mount");
+    assert_erofs("/mnt/rro/hello");
+    assert_erofs("/mnt/rro/sub/g");
+    assert_opts("/mnt/rro/sub", &["ro"], &[]);
     let shared = mount_at("/mnt/shared");
     assert!(
         shared.optional.iter().any(|o| o.starts_with("shared:")),
@@ -463,6 +521,20 @@ fn check_default(spec: &Spec) {
     let lp = std::fs::symlink_metadata("/dev/xdir/loop9").expect("loop9");
     assert!(lp.file_type().is_block_device());
     assert_eq!(lp.mode() & 0o7777, 0o666);
+    // The console: a pty of the container's devpts bound onto /dev/console.
+    let master = nix::pty::posix_openpt(nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY)
+        .expect("open /dev/ptmx");
+    nix::pty::grantpt(&master).expect("grantpt");
+    nix::pty::unlockpt(&master).expect("unlockpt");
+    let slave = nix::pty::ptsname_r(&master).expect("ptsname");
+    assert!(slave.starts_with("/dev/pts/"), "{slave}");
+    rootfs::setup_console(Path::new(&slave)).unwrap_or_else(|e| panic!("console: {}", chain(&e)));
+    let console = std::fs::metadata("/dev/console").expect("/dev/console");
+    assert_eq!(
+        console.rdev(),
+        std::fs::metadata(&slave).expect("slave").rdev()
+    );
+    assert_eq!(mount_at("/dev/console").fstype, "devpts");
     // Symlinks.
     for (link, target) in [
         ("/dev/fd", "/proc/self/fd"),
@@ -495,10 +567,16 @@ fn check_default(spec: &Spec) {
         }
     }
     assert!(masked_seen > 0, "no masked path exists here");
-    assert_char_dev("/proc/kcore", 1, 3);
+    if Path::new("/proc/kcore").exists() {
+        assert_char_dev("/proc/kcore", 1, 3);
+    }
     // Read-only paths.
     assert_erofs("/proc/sys/kernel/domainname");
-    assert_erofs("/proc/sysrq-trigger");
+    for p in ["/proc/sysrq-trigger", "/proc/irq/default_smp_affinity"] {
+        if Path::new(p).exists() {
+            assert_erofs(p);
+        }
+    }
     // sysctl (ipc namespace) and hostname (uts namespace).
     assert_eq!(
         std::fs::read_to_string("/proc/sys/kernel/shmmax")
@@ -576,10 +654,9 @@ fn check_propagation(prop: &str) {
                 "{:?}",
                 root.optional
             );
-            std::fs::create_dir_all("/tmp/bindtarget").ok();
             let r = nix::mount::mount(
                 Some("/"),
-                "/tmp/bindtarget",
+                "/root",
                 None::<&str>,
                 nix::mount::MsFlags::MS_BIND,
                 None::<&str>,
@@ -666,6 +743,7 @@ fn check_userns() {
     assert_char_dev("/dev/urandom", 1, 9);
     std::fs::write("/dev/null", "x").expect("write /dev/null");
     assert_opts("/sys", &["ro"], &[]);
+    assert_opts("/mnt/lockedro", &["ro", "nosuid", "nodev", "noexec"], &[]);
     assert_eq!(
         std::fs::read_link("/dev/ptmx").expect("ptmx"),
         Path::new("pts/ptmx")
