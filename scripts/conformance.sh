@@ -51,7 +51,7 @@ for rt in "${runtimes[@]}"; do
   names+=("$name")
   echo "== $name ($path)" >&2
   BERTH_RUNTIME=$path BERTH_CHECKER=$checker \
-    cargo test -q -p berth-conformance --test '*' --no-fail-fast -- --test-threads=2 --show-output \
+    cargo test -p berth-conformance --test '*' --no-fail-fast -- --test-threads=2 --show-output \
     >"$logs/$name.log" 2>&1 || true
   # One line per scenario: "NAME pass|FAIL|skip"; a passing test that printed SKIP is a skip.
   awk '
