@@ -23,18 +23,24 @@ pub fn locate(proc_cgroup: &str, mounts: &[MountInfo], controller: &str) -> Opti
         if ctrls.is_empty() || !ctrls.split(',').any(|c| c == controller) {
             continue;
         }
-        let m = mounts.iter().rev().find(|m| {
-            m.fstype == "cgroup" && m.super_options.iter().any(|o| o == controller)
-        })?;
+        let m = mounts
+            .iter()
+            .rev()
+            .find(|m| m.fstype == "cgroup" && m.super_options.iter().any(|o| o == controller))?;
         return under_mount(m, path).map(|path| CgroupDir { path, v2: false });
     }
     // cgroup2: "0::/path", controller enabled in the group's cgroup.controllers.
     let path = proc_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
     for m in mounts.iter().rev().filter(|m| m.fstype == "cgroup2") {
-        let Some(dir) = under_mount(m, path) else { continue };
+        let Some(dir) = under_mount(m, path) else {
+            continue;
+        };
         let enabled = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
         if enabled.split_whitespace().any(|c| c == controller) {
-            return Some(CgroupDir { path: dir, v2: true });
+            return Some(CgroupDir {
+                path: dir,
+                v2: true,
+            });
         }
     }
     None
@@ -42,7 +48,11 @@ pub fn locate(proc_cgroup: &str, mounts: &[MountInfo], controller: &str) -> Opti
 
 fn under_mount(m: &MountInfo, path: &str) -> Option<PathBuf> {
     let root = m.root.trim_end_matches('/');
-    let rel = if root.is_empty() { Some(path) } else { path.strip_prefix(root) }?;
+    let rel = if root.is_empty() {
+        Some(path)
+    } else {
+        path.strip_prefix(root)
+    }?;
     if !rel.is_empty() && !rel.starts_with('/') {
         return None;
     }
@@ -51,7 +61,10 @@ fn under_mount(m: &MountInfo, path: &str) -> Option<PathBuf> {
 }
 
 /// One named check per configured resource, each comparing a cgroup file with the config.
-pub fn check(res: &Resources, locate: &dyn Fn(&str) -> Option<CgroupDir>) -> Vec<(String, Outcome)> {
+pub fn check(
+    res: &Resources,
+    locate: &dyn Fn(&str) -> Option<CgroupDir>,
+) -> Vec<(String, Outcome)> {
     let mut out = Vec::new();
     let mut want = |ctrl: &str, desc: &str, v1: &str, v2: Option<&str>, expected: Expect| {
         let outcome = match locate(ctrl) {
@@ -65,53 +78,139 @@ pub fn check(res: &Resources, locate: &dyn Fn(&str) -> Option<CgroupDir>) -> Vec
     };
     if let Some(m) = &res.memory {
         if let Some(l) = m.limit {
-            want("memory", "memory.limit", "memory.limit_in_bytes", Some("memory.max"), Expect::Limit(l));
+            want(
+                "memory",
+                "memory.limit",
+                "memory.limit_in_bytes",
+                Some("memory.max"),
+                Expect::Limit(l),
+            );
         }
         if let Some(r) = m.reservation {
-            want("memory", "memory.reservation", "memory.soft_limit_in_bytes", Some("memory.low"), Expect::Limit(r));
+            want(
+                "memory",
+                "memory.reservation",
+                "memory.soft_limit_in_bytes",
+                Some("memory.low"),
+                Expect::Limit(r),
+            );
         }
         if let Some(s) = m.swap {
-            let v2 = if m.limit.is_some() { None } else { Some("memory.swap.max") };
-            want("memory", "memory.swap", "memory.memsw.limit_in_bytes", v2, Expect::Limit(s));
+            let v2 = if m.limit.is_some() {
+                None
+            } else {
+                Some("memory.swap.max")
+            };
+            want(
+                "memory",
+                "memory.swap",
+                "memory.memsw.limit_in_bytes",
+                v2,
+                Expect::Limit(s),
+            );
         }
         if let Some(k) = m.kernel_tcp {
-            want("memory", "memory.kernelTCP", "memory.kmem.tcp.limit_in_bytes", None, Expect::Limit(k));
+            want(
+                "memory",
+                "memory.kernelTCP",
+                "memory.kmem.tcp.limit_in_bytes",
+                None,
+                Expect::Limit(k),
+            );
         }
         if let Some(s) = m.swappiness {
-            want("memory", "memory.swappiness", "memory.swappiness", None, Expect::Exact(s.to_string()));
+            want(
+                "memory",
+                "memory.swappiness",
+                "memory.swappiness",
+                None,
+                Expect::Exact(s.to_string()),
+            );
         }
         if let Some(d) = m.disable_oom_killer {
             let line = format!("oom_kill_disable {}", u8::from(d));
-            want("memory", "memory.disableOOMKiller", "memory.oom_control", None, Expect::Line(line));
+            want(
+                "memory",
+                "memory.disableOOMKiller",
+                "memory.oom_control",
+                None,
+                Expect::Line(line),
+            );
         }
     }
     if let Some(c) = &res.cpu {
         if let Some(s) = c.shares {
-            want("cpu", "cpu.shares", "cpu.shares", None, Expect::Exact(s.to_string()));
+            want(
+                "cpu",
+                "cpu.shares",
+                "cpu.shares",
+                None,
+                Expect::Exact(s.to_string()),
+            );
         }
         if let Some(q) = c.quota {
             // cgroup2 keeps quota and period together in cpu.max: compared through v1 only.
-            want("cpu", "cpu.quota", "cpu.cfs_quota_us", None, Expect::Exact(q.to_string()));
+            want(
+                "cpu",
+                "cpu.quota",
+                "cpu.cfs_quota_us",
+                None,
+                Expect::Exact(q.to_string()),
+            );
         }
         if let Some(p) = c.period {
-            want("cpu", "cpu.period", "cpu.cfs_period_us", None, Expect::Exact(p.to_string()));
+            want(
+                "cpu",
+                "cpu.period",
+                "cpu.cfs_period_us",
+                None,
+                Expect::Exact(p.to_string()),
+            );
         }
         if let Some(cpus) = &c.cpus {
-            want("cpuset", "cpu.cpus", "cpuset.cpus", Some("cpuset.cpus"), Expect::Exact(cpus.clone()));
+            want(
+                "cpuset",
+                "cpu.cpus",
+                "cpuset.cpus",
+                Some("cpuset.cpus"),
+                Expect::Exact(cpus.clone()),
+            );
         }
         if let Some(mems) = &c.mems {
-            want("cpuset", "cpu.mems", "cpuset.mems", Some("cpuset.mems"), Expect::Exact(mems.clone()));
+            want(
+                "cpuset",
+                "cpu.mems",
+                "cpuset.mems",
+                Some("cpuset.mems"),
+                Expect::Exact(mems.clone()),
+            );
         }
     }
     if let Some(p) = &res.pids {
-        let v = if p.limit <= 0 { "max".to_string() } else { p.limit.to_string() };
-        want("pids", "pids.limit", "pids.max", Some("pids.max"), Expect::Exact(v));
+        let v = if p.limit <= 0 {
+            "max".to_string()
+        } else {
+            p.limit.to_string()
+        };
+        want(
+            "pids",
+            "pids.limit",
+            "pids.max",
+            Some("pids.max"),
+            Expect::Exact(v),
+        );
     }
     for h in &res.hugepage_limits {
         let v1 = format!("hugetlb.{}.limit_in_bytes", h.page_size);
         let v2 = format!("hugetlb.{}.max", h.page_size);
         let desc = format!("hugepageLimits {}", h.page_size);
-        want("hugetlb", &desc, &v1, Some(&v2), Expect::Limit(h.limit as i64));
+        want(
+            "hugetlb",
+            &desc,
+            &v1,
+            Some(&v2),
+            Expect::Limit(h.limit as i64),
+        );
     }
     if !res.devices.is_empty() {
         let outcome = match locate("devices") {
@@ -192,9 +291,8 @@ pub fn devices_match(rules: &[DeviceRule], list: &str) -> Result<(), String> {
             if is_all {
                 allow_all = false;
             }
-            allowed.retain(|(dev, acc)| {
-                !(covers(&k, dev) && acc.chars().all(|c| access.contains(c)))
-            });
+            allowed
+                .retain(|(dev, acc)| !(covers(&k, dev) && acc.chars().all(|c| access.contains(c))));
         }
     }
     let lines: Vec<(String, String, String, String)> = list
@@ -203,7 +301,12 @@ pub fn devices_match(rules: &[DeviceRule], list: &str) -> Result<(), String> {
             let mut f = l.split_whitespace();
             let t = f.next()?;
             let (ma, mi) = f.next()?.split_once(':')?;
-            Some((t.to_string(), ma.to_string(), mi.to_string(), f.next().unwrap_or("").to_string()))
+            Some((
+                t.to_string(),
+                ma.to_string(),
+                mi.to_string(),
+                f.next().unwrap_or("").to_string(),
+            ))
         })
         .collect();
     let has_all = lines.iter().any(|l| l.0 == "a" && l.1 == "*" && l.2 == "*");
@@ -211,14 +314,21 @@ pub fn devices_match(rules: &[DeviceRule], list: &str) -> Result<(), String> {
         return Err("devices.list still allows a *:* after a deny-all rule".into());
     }
     if allow_all {
-        return if has_all { Ok(()) } else { Err(format!("expected a *:* rwm in devices.list, got {list:?}")) };
+        return if has_all {
+            Ok(())
+        } else {
+            Err(format!("expected a *:* rwm in devices.list, got {list:?}"))
+        };
     }
     for (dev, access) in &allowed {
         let listed = lines.iter().any(|l| {
             l.0 == dev.0 && l.1 == dev.1 && l.2 == dev.2 && access.chars().all(|c| l.3.contains(c))
         });
         if !listed {
-            return Err(format!("{} {}:{} {access} missing from devices.list", dev.0, dev.1, dev.2));
+            return Err(format!(
+                "{} {}:{} {access} missing from devices.list",
+                dev.0, dev.1, dev.2
+            ));
         }
     }
     Ok(())
@@ -228,7 +338,13 @@ pub fn devices_match(rules: &[DeviceRule], list: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn rule(allow: bool, t: Option<&str>, maj: Option<i64>, min: Option<i64>, acc: &str) -> DeviceRule {
+    fn rule(
+        allow: bool,
+        t: Option<&str>,
+        maj: Option<i64>,
+        min: Option<i64>,
+        acc: &str,
+    ) -> DeviceRule {
         DeviceRule {
             allow,
             kind: t.map(str::to_string),
@@ -259,10 +375,19 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mp = tmp.path().join("memory");
         std::fs::create_dir_all(mp.join("y")).expect("mkdir");
-        let line = format!("30 1 0:30 /x /{} rw - cgroup cgroup rw,memory", mp.display().to_string().trim_start_matches('/'));
+        let line = format!(
+            "30 1 0:30 /x /{} rw - cgroup cgroup rw,memory",
+            mp.display().to_string().trim_start_matches('/')
+        );
         let mounts = crate::mountinfo::parse(&line).expect("parse");
         let dir = locate("4:memory:/x/y\n", &mounts, "memory").expect("found");
-        assert_eq!(dir, CgroupDir { path: mp.join("y"), v2: false });
+        assert_eq!(
+            dir,
+            CgroupDir {
+                path: mp.join("y"),
+                v2: false
+            }
+        );
         assert!(locate("4:memory:/z\n", &mounts, "memory").is_none());
         assert!(locate("4:memory:/x/y\n", &mounts, "pids").is_none());
     }

@@ -14,7 +14,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut spec_path = PathBuf::from(std::env::var_os("BERTH_SPEC").unwrap_or(SPEC_PATH.into()));
-    let mut expect_path = PathBuf::from(std::env::var_os("BERTH_EXPECT").unwrap_or(EXPECT_PATH.into()));
+    let mut expect_path =
+        PathBuf::from(std::env::var_os("BERTH_EXPECT").unwrap_or(EXPECT_PATH.into()));
     let mut args = std::env::args_os().skip(1);
     while let Some(a) = args.next() {
         match a.to_str() {
@@ -26,7 +27,12 @@ fn main() -> ExitCode {
     let spec: Spec = match spec::load(&spec_path) {
         Ok(s) => s,
         Err(e) => {
-            println!("Bail out! {e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default());
+            println!(
+                "Bail out! {e}: {}",
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            );
             return ExitCode::from(2);
         }
     };

@@ -100,7 +100,10 @@ fn parse_line(line: &str) -> Result<MountInfo, String> {
 }
 
 fn split_opts(s: &str) -> Vec<String> {
-    s.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect()
+    s.split(',')
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
@@ -109,7 +112,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;

@@ -79,7 +79,9 @@ mod tests {
 
     #[test]
     fn parses_status_fields() {
-        let s = Status::parse("Umask:\t0022\nUid:\t0\t1\t2\t3\nCapEff:\t000001ffffffffff\nNoNewPrivs:\t1\n");
+        let s = Status::parse(
+            "Umask:\t0022\nUid:\t0\t1\t2\t3\nCapEff:\t000001ffffffffff\nNoNewPrivs:\t1\n",
+        );
         assert_eq!(s.number("Umask"), Ok(0o22));
         assert_eq!(s.number("NoNewPrivs"), Ok(1));
         assert_eq!(s.hex("CapEff"), Ok(0x1ff_ffff_ffff));

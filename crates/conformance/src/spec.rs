@@ -294,13 +294,19 @@ mod tests {
         let spec: Spec = serde_json::from_str(json).expect("valid json");
         let process = spec.process.as_ref().expect("process");
         assert_eq!(process.rlimits[0].soft, 4);
-        assert_eq!(process.capabilities.as_ref().expect("caps").bounding, ["CAP_KILL"]);
+        assert_eq!(
+            process.capabilities.as_ref().expect("caps").bounding,
+            ["CAP_KILL"]
+        );
         assert!(spec.mounts[0].is_bind());
         let linux = spec.linux.as_ref().expect("linux");
         assert_eq!(proc_ns_name(&linux.namespaces[0].kind), "net");
         assert_eq!(linux.uid_mappings[0].host_id, 1000);
         let res = linux.resources.as_ref().expect("resources");
-        assert_eq!(res.memory.as_ref().and_then(|m| m.disable_oom_killer), Some(true));
+        assert_eq!(
+            res.memory.as_ref().and_then(|m| m.disable_oom_killer),
+            Some(true)
+        );
         assert!(!res.devices[0].allow);
     }
 }

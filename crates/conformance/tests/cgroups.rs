@@ -19,7 +19,11 @@ fn scenario(name: &str, resources: Value, relative: bool, controllers: &[&str]) 
     let rt = Runtime::new();
     let mut b = Bundle::new(&[]);
     let leaf = unique_id(name);
-    let cg = if relative { leaf.clone() } else { format!("/berth-conf/{leaf}") };
+    let cg = if relative {
+        leaf.clone()
+    } else {
+        format!("/berth-conf/{leaf}")
+    };
     b.set(&["linux", "cgroupsPath"], json!(cg));
     // Keep the default deny-all device rule unless the scenario brings its own rules.
     let mut res = resources;
@@ -30,22 +34,33 @@ fn scenario(name: &str, resources: Value, relative: bool, controllers: &[&str]) 
     b.write();
     let id = unique_id(name);
     ok(&rt.create(&id, &b, &[]), "create");
-    let guard = Container { rt: &rt, id: id.clone() };
+    let guard = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     let pid = rt.state(&id).expect("state")["pid"].as_i64().expect("pid");
 
     // Outside: where the container's cgroups are, and what they hold.
-    let proc_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/pid/cgroup");
+    let proc_cgroup =
+        fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/pid/cgroup");
     let mounts = berth_conformance::mountinfo::read_self().expect("host mountinfo");
     let locate = |c: &str| cgroups::locate(&proc_cgroup, &mounts, c);
     let mut dirs: Vec<PathBuf> = Vec::new();
     for c in controllers {
-        let dir: CgroupDir = locate(c).unwrap_or_else(|| panic!("container is in no {c} cgroup: {proc_cgroup}"));
+        let dir: CgroupDir =
+            locate(c).unwrap_or_else(|| panic!("container is in no {c} cgroup: {proc_cgroup}"));
         let s = dir.path.to_string_lossy().into_owned();
-        assert!(s.ends_with(&cg), "{c} cgroup {s} does not end with cgroupsPath {cg}");
+        assert!(
+            s.ends_with(&cg),
+            "{c} cgroup {s} does not end with cgroupsPath {cg}"
+        );
         if !relative {
             let mount_root = dir.path.to_string_lossy().trim_end_matches(&cg).to_string();
             assert!(
-                mount_root.starts_with("/sys/fs/cgroup/") && !mount_root.trim_start_matches("/sys/fs/cgroup/").contains('/'),
+                mount_root.starts_with("/sys/fs/cgroup/")
+                    && !mount_root
+                        .trim_start_matches("/sys/fs/cgroup/")
+                        .contains('/'),
                 "absolute cgroupsPath {cg} was not placed at the hierarchy root: {s}"
             );
         }
@@ -59,11 +74,17 @@ fn scenario(name: &str, resources: Value, relative: bool, controllers: &[&str]) 
             failed.push(format!("{desc}: {why}"));
         }
     }
-    assert!(failed.is_empty(), "{} set cgroup values wrong (seen from the host):\n  {}", runtime_name(), failed.join("\n  "));
+    assert!(
+        failed.is_empty(),
+        "{} set cgroup values wrong (seen from the host):\n  {}",
+        runtime_name(),
+        failed.join("\n  ")
+    );
 
     // Inside: the checker reads the same values through the container's cgroup mounts.
     ok(&rt.start(&id), "start");
-    rt.wait_status(&id, "stopped", Duration::from_secs(20)).expect("checker stops");
+    rt.wait_status(&id, "stopped", Duration::from_secs(20))
+        .expect("checker stops");
     let report = parse_tap(&b.stdout());
     assert_tap(&report, &b);
     ok(&rt.delete(&id, false), "delete");
@@ -166,7 +187,12 @@ fn linux_cgroups_blkio() {
     {
         return skip("no blkio weight files on this kernel (no proportional I/O scheduler)");
     }
-    scenario("cg-blkio", json!({ "blockIO": { "weight": 500 } }), false, &["blkio"]);
+    scenario(
+        "cg-blkio",
+        json!({ "blockIO": { "weight": 500 } }),
+        false,
+        &["blkio"],
+    );
 }
 
 #[test]
@@ -174,5 +200,10 @@ fn linux_cgroups_network() {
     if !Path::new("/sys/fs/cgroup/net_cls").exists() {
         return skip("net_cls/net_prio hierarchies are not mounted");
     }
-    scenario("cg-network", json!({ "network": { "classID": 1048577 } }), false, &["net_cls"]);
+    scenario(
+        "cg-network",
+        json!({ "network": { "classID": 1048577 } }),
+        false,
+        &["net_cls"],
+    );
 }

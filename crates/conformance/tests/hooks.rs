@@ -15,7 +15,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
-const KINDS: [&str; 6] = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"];
+const KINDS: [&str; 6] = [
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
 
 struct HookBundle {
     b: Bundle,
@@ -28,8 +35,11 @@ impl HookBundle {
         let mut b = Bundle::new(args);
         let log_dir = b.dir().join("hooklog");
         fs::create_dir(&log_dir).expect("mkdir hooklog");
-        b.push(&["mounts"], json!({ "destination": "/hooklog", "type": "bind",
-            "source": log_dir.to_str().expect("utf8"), "options": ["rbind", "rw"] }));
+        b.push(
+            &["mounts"],
+            json!({ "destination": "/hooklog", "type": "bind",
+            "source": log_dir.to_str().expect("utf8"), "options": ["rbind", "rw"] }),
+        );
         HookBundle { b, log_dir }
     }
 
@@ -44,10 +54,17 @@ impl HookBundle {
         let path = if in_container {
             "/bin/busybox".to_string()
         } else {
-            self.b.rootfs().join("bin/busybox").to_string_lossy().into_owned()
+            self.b
+                .rootfs()
+                .join("bin/busybox")
+                .to_string_lossy()
+                .into_owned()
         };
         let script = format!("cat > {dir}/{tag}.json; echo {tag} >> {dir}/log; {tail}");
-        self.b.push(&["hooks", kind], json!({ "path": path, "args": ["sh", "-c", script], "timeout": 10 }));
+        self.b.push(
+            &["hooks", kind],
+            json!({ "path": path, "args": ["sh", "-c", script], "timeout": 10 }),
+        );
     }
 
     fn log(&self) -> Vec<String> {
@@ -61,7 +78,8 @@ impl HookBundle {
     fn stdin_of(&self, tag: &str) -> Value {
         let text = fs::read_to_string(self.log_dir.join(format!("{tag}.json")))
             .unwrap_or_else(|e| panic!("hook {tag} left no stdin copy: {e}"));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("hook {tag} got no state JSON on stdin ({e}): {text:?}"))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("hook {tag} got no state JSON on stdin ({e}): {text:?}"))
     }
 }
 
@@ -82,27 +100,51 @@ fn hooks() {
     h.b.write();
     let id = unique_id("hooks");
     ok(&rt.create(&id, &h.b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     let after_create = h.log();
     for k in ["prestart", "createRuntime", "createContainer"] {
-        assert!(after_create.contains(&k.to_string()), "{k} did not run during create: {after_create:?}");
+        assert!(
+            after_create.contains(&k.to_string()),
+            "{k} did not run during create: {after_create:?}"
+        );
     }
     for k in ["startContainer", "poststart", "poststop"] {
-        assert!(!after_create.contains(&k.to_string()), "{k} ran during create: {after_create:?}");
+        assert!(
+            !after_create.contains(&k.to_string()),
+            "{k} ran during create: {after_create:?}"
+        );
     }
     ok(&rt.start(&id), "start");
     let after_start = h.log();
     for k in ["startContainer", "poststart"] {
-        assert!(after_start.contains(&k.to_string()), "{k} did not run by the end of start: {after_start:?}");
+        assert!(
+            after_start.contains(&k.to_string()),
+            "{k} did not run by the end of start: {after_start:?}"
+        );
     }
     rt.wait_status(&id, "stopped", WAIT).expect("true stops");
-    assert!(!h.log().contains(&"poststop".to_string()), "poststop ran before delete");
+    assert!(
+        !h.log().contains(&"poststop".to_string()),
+        "poststop ran before delete"
+    );
     ok(&rt.delete(&id, false), "delete");
     let log = h.log();
     let at = |k| position(&log, k);
-    assert!(at("createRuntime") < at("createContainer"), "createRuntime after createContainer: {log:?}");
-    assert!(at("prestart") < at("createContainer"), "prestart after createContainer: {log:?}");
-    assert!(at("createContainer") < at("startContainer"), "order: {log:?}");
+    assert!(
+        at("createRuntime") < at("createContainer"),
+        "createRuntime after createContainer: {log:?}"
+    );
+    assert!(
+        at("prestart") < at("createContainer"),
+        "prestart after createContainer: {log:?}"
+    );
+    assert!(
+        at("createContainer") < at("startContainer"),
+        "order: {log:?}"
+    );
     assert!(at("startContainer") < at("poststart"), "order: {log:?}");
     assert!(at("poststart") < at("poststop"), "order: {log:?}");
     assert_eq!(log.len(), 6, "a hook ran more than once: {log:?}");
@@ -119,7 +161,10 @@ fn hooks_order_within_kind() {
     h.b.write();
     let id = unique_id("hookorder");
     ok(&rt.create(&id, &h.b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     assert_eq!(h.log(), ["p0", "p1", "p2", "p3"]);
 }
 
@@ -127,14 +172,20 @@ fn hooks_order_within_kind() {
 fn hooks_stdin() {
     let rt = Runtime::new();
     let mut h = HookBundle::new(&["/bin/true"]);
-    h.b.set(&["annotations"], json!({ "org.opencontainers.runtime-tools": "hook stdin test" }));
+    h.b.set(
+        &["annotations"],
+        json!({ "org.opencontainers.runtime-tools": "hook stdin test" }),
+    );
     for k in KINDS {
         h.hook(k, k, "");
     }
     h.b.write();
     let id = unique_id("hookstdin");
     ok(&rt.create(&id, &h.b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     let pid = rt.state(&id).expect("state")["pid"].as_i64().expect("pid");
     ok(&rt.start(&id), "start");
     rt.wait_status(&id, "stopped", WAIT).expect("true stops");
@@ -146,7 +197,10 @@ fn hooks_stdin() {
         if st["id"] != json!(id) {
             wrong.push(format!("{k}: id {}", st["id"]));
         }
-        let b = st["bundle"].as_str().map(Path::new).and_then(|p| fs::canonicalize(p).ok());
+        let b = st["bundle"]
+            .as_str()
+            .map(Path::new)
+            .and_then(|p| fs::canonicalize(p).ok());
         if b.as_deref() != Some(bundle.as_path()) {
             wrong.push(format!("{k}: bundle {}", st["bundle"]));
         }
@@ -156,7 +210,10 @@ fn hooks_stdin() {
         // pid is required once the container is created; while creating it may be absent.
         let creating = st["status"] == "creating" && st["pid"].as_i64().unwrap_or(0) == 0;
         if k != "poststop" && !creating && st["pid"].as_i64() != Some(pid) {
-            wrong.push(format!("{k}: pid {} with status {} (container pid {pid})", st["pid"], st["status"]));
+            wrong.push(format!(
+                "{k}: pid {} with status {} (container pid {pid})",
+                st["pid"], st["status"]
+            ));
         }
         if st["annotations"] != json!({ "org.opencontainers.runtime-tools": "hook stdin test" }) {
             wrong.push(format!("{k}: annotations {}", st["annotations"]));
@@ -169,10 +226,16 @@ fn hooks_stdin() {
             _ => &["stopped"],
         };
         if !allowed.contains(&status) {
-            wrong.push(format!("{k}: status {status:?}, expected one of {allowed:?}"));
+            wrong.push(format!(
+                "{k}: status {status:?}, expected one of {allowed:?}"
+            ));
         }
     }
-    assert!(wrong.is_empty(), "state on hook stdin is wrong:\n  {}", wrong.join("\n  "));
+    assert!(
+        wrong.is_empty(),
+        "state on hook stdin is wrong:\n  {}",
+        wrong.join("\n  ")
+    );
 }
 
 #[test]
@@ -181,7 +244,11 @@ fn hooks_env_and_args() {
     let rt = Runtime::new();
     let mut h = HookBundle::new(&["/bin/true"]);
     let dir = h.log_dir.to_string_lossy().into_owned();
-    let busybox = h.b.rootfs().join("bin/busybox").to_string_lossy().into_owned();
+    let busybox =
+        h.b.rootfs()
+            .join("bin/busybox")
+            .to_string_lossy()
+            .into_owned();
     h.b.push(&["hooks", "prestart"], json!({
         "path": busybox,
         "args": ["sh", "-c", format!("echo \"$0|$1|$BERTH_HOOK|$PATH\" > {dir}/env"), "zero", "one"],
@@ -190,7 +257,10 @@ fn hooks_env_and_args() {
     h.b.write();
     let id = unique_id("hookenv");
     ok(&rt.create(&id, &h.b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     let got = fs::read_to_string(h.log_dir.join("env")).expect("the hook ran");
     assert_eq!(got.trim(), "zero|one|yes|/hook/path");
 }
@@ -204,7 +274,10 @@ fn prestart() {
     h.b.write();
     let id = unique_id("prestart");
     ok(&rt.create(&id, &h.b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     assert_eq!(h.log(), ["prestart"], "prestart did not run during create");
 }
 
@@ -221,20 +294,44 @@ fn create_hook_fails(kind: &str, name: &str) {
     h.b.write();
     let id = unique_id(name);
     let out = rt.create(&id, &h.b, &[]);
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     if out.status.success() {
         let _ = rt.start(&id);
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(!out.status.success(), "create succeeded although a {kind} hook failed");
+    assert!(
+        !out.status.success(),
+        "create succeeded although a {kind} hook failed"
+    );
     let log = h.log();
-    assert!(log.contains(&"first".to_string()), "the failing {kind} hook never ran: {log:?}");
-    assert!(!log.contains(&"second".to_string()), "a {kind} hook ran after one failed: {log:?}");
-    assert!(!h.log_dir.join("process-ran").exists(), "the user process ran although {kind} failed");
-    assert!(rt.state(&id).is_err(), "a container is left after the failed {kind} hook");
+    assert!(
+        log.contains(&"first".to_string()),
+        "the failing {kind} hook never ran: {log:?}"
+    );
+    assert!(
+        !log.contains(&"second".to_string()),
+        "a {kind} hook ran after one failed: {log:?}"
+    );
+    assert!(
+        !h.log_dir.join("process-ran").exists(),
+        "the user process ran although {kind} failed"
+    );
+    assert!(
+        rt.state(&id).is_err(),
+        "a container is left after the failed {kind} hook"
+    );
     for ctrl in ["pids", "memory", "cpu"] {
-        let dir = Path::new("/sys/fs/cgroup").join(ctrl).join(cg.trim_start_matches('/'));
-        assert!(!dir.exists(), "cgroup {} is left after the failed {kind} hook", dir.display());
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join(cg.trim_start_matches('/'));
+        assert!(
+            !dir.exists(),
+            "cgroup {} is left after the failed {kind} hook",
+            dir.display()
+        );
     }
 }
 
@@ -262,16 +359,29 @@ fn poststart() {
     h.b.write();
     let id = unique_id("poststart");
     ok(&rt.create(&id, &h.b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
-    assert!(h.log().is_empty(), "something ran before start: {:?}", h.log());
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
+    assert!(
+        h.log().is_empty(),
+        "something ran before start: {:?}",
+        h.log()
+    );
     ok(&rt.start(&id), "start");
-    assert!(h.log().contains(&"poststart".to_string()), "poststart had not run when start returned");
+    assert!(
+        h.log().contains(&"poststart".to_string()),
+        "poststart had not run when start returned"
+    );
     // The process was executed first (its line may land just after, it races with the hook).
     let deadline = Instant::now() + WAIT;
     while !h.log().contains(&"process".to_string()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(h.log().contains(&"process".to_string()), "the user process never ran");
+    assert!(
+        h.log().contains(&"process".to_string()),
+        "the user process never ran"
+    );
 }
 
 #[test]
@@ -284,11 +394,21 @@ fn poststart_fail() {
     h.b.write();
     let id = unique_id("poststartfail");
     ok(&rt.create(&id, &h.b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     let started = rt.start(&id);
     let log = h.log();
-    assert!(log.contains(&"second".to_string()), "poststart hooks stopped after a failure: {log:?}");
-    assert_eq!(rt.status(&id).as_deref(), Some("running"), "the container did not keep running");
+    assert!(
+        log.contains(&"second".to_string()),
+        "poststart hooks stopped after a failure: {log:?}"
+    );
+    assert_eq!(
+        rt.status(&id).as_deref(),
+        Some("running"),
+        "the container did not keep running"
+    );
     assert!(
         started.status.success(),
         "start failed because of a poststart hook: {}",
@@ -304,7 +424,10 @@ fn poststop() {
     h.b.write();
     let id = unique_id("poststop");
     ok(&rt.create(&id, &h.b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     ok(&rt.start(&id), "start");
     rt.wait_status(&id, "stopped", WAIT).expect("true stops");
     assert!(h.log().is_empty(), "poststop ran before delete");
@@ -323,11 +446,18 @@ fn poststop_fail() {
     h.b.write();
     let id = unique_id("poststopfail");
     ok(&rt.create(&id, &h.b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     ok(&rt.start(&id), "start");
     rt.wait_status(&id, "stopped", WAIT).expect("true stops");
     let _ = rt.delete(&id, false);
-    assert_eq!(h.log(), ["first", "second", "third"], "not every poststop hook ran");
+    assert_eq!(
+        h.log(),
+        ["first", "second", "third"],
+        "not every poststop hook ran"
+    );
     assert!(rt.state(&id).is_err(), "the container is left after delete");
 }
 
@@ -336,14 +466,34 @@ fn hook_timeout() {
     // A hook exceeding its timeout is killed and fails create, well before it would finish.
     let rt = Runtime::new();
     let mut h = HookBundle::new(&["/bin/true"]);
-    let busybox = h.b.rootfs().join("bin/busybox").to_string_lossy().into_owned();
-    h.b.push(&["hooks", "prestart"], json!({ "path": busybox, "args": ["sleep", "30"], "timeout": 1 }));
+    let busybox =
+        h.b.rootfs()
+            .join("bin/busybox")
+            .to_string_lossy()
+            .into_owned();
+    h.b.push(
+        &["hooks", "prestart"],
+        json!({ "path": busybox, "args": ["sleep", "30"], "timeout": 1 }),
+    );
     h.b.write();
     let id = unique_id("hooktimeout");
     let t = Instant::now();
     let out = rt.create(&id, &h.b, &[]);
-    let _c = Container { rt: &rt, id: id.clone() };
-    assert!(!out.status.success(), "create succeeded although the prestart hook timed out");
-    assert!(t.elapsed() < Duration::from_secs(15), "the hook was not killed at its timeout ({:?})", t.elapsed());
-    assert!(rt.state(&id).is_err(), "a container is left after the hook timeout");
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
+    assert!(
+        !out.status.success(),
+        "create succeeded although the prestart hook timed out"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "the hook was not killed at its timeout ({:?})",
+        t.elapsed()
+    );
+    assert!(
+        rt.state(&id).is_err(),
+        "a container is left after the hook timeout"
+    );
 }

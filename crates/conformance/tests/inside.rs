@@ -42,14 +42,23 @@ fn mounts() {
     fs::create_dir(&shared).expect("mkdir shared");
     fs::write(shared.join("file"), "x").expect("write shared file");
     fs::create_dir_all(b.rootfs().join("mnt")).expect("mkdir mnt");
-    b.push(&["mounts"], json!({ "destination": "/mnt/tmpfs", "type": "tmpfs", "source": "tmpfs",
-        "options": ["nosuid", "nodev", "noexec", "noatime", "mode=0700", "size=1m"] }));
+    b.push(
+        &["mounts"],
+        json!({ "destination": "/mnt/tmpfs", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev", "noexec", "noatime", "mode=0700", "size=1m"] }),
+    );
     b.push(&["mounts"], json!({ "destination": "/mnt/bind-ro", "type": "bind",
         "source": shared.to_str().expect("utf8 path"), "options": ["rbind", "ro", "nosuid", "rprivate"] }));
-    b.push(&["mounts"], json!({ "destination": "/mnt/bind-rw/", "type": "none",
-        "source": shared.to_str().expect("utf8 path"), "options": ["bind", "rw", "nodev"] }));
-    b.push(&["mounts"], json!({ "destination": "/mnt/mqueue", "type": "mqueue", "source": "mqueue",
-        "options": ["nosuid", "nodev", "noexec", "relatime"] }));
+    b.push(
+        &["mounts"],
+        json!({ "destination": "/mnt/bind-rw/", "type": "none",
+        "source": shared.to_str().expect("utf8 path"), "options": ["bind", "rw", "nodev"] }),
+    );
+    b.push(
+        &["mounts"],
+        json!({ "destination": "/mnt/mqueue", "type": "mqueue", "source": "mqueue",
+        "options": ["nosuid", "nodev", "noexec", "relatime"] }),
+    );
     let r = inside(&b, "mounts");
     assert!(r.passed_containing("/mnt/tmpfs") && r.passed_containing("/mnt/bind-ro"));
 }
@@ -57,13 +66,25 @@ fn mounts() {
 #[test]
 fn linux_devices() {
     let mut b = Bundle::new(&[]);
-    b.push(&["linux", "devices"], json!({ "path": "/dev/berth-char", "type": "c", "major": 1, "minor": 3,
-        "fileMode": 0o640, "uid": 1, "gid": 2 }));
-    b.push(&["linux", "devices"], json!({ "path": "/dev/berth-unbuf", "type": "u", "major": 1, "minor": 5,
-        "fileMode": 0o600, "uid": 0, "gid": 0 }));
-    b.push(&["linux", "devices"], json!({ "path": "/dev/berth-block", "type": "b", "major": 7, "minor": 0,
-        "fileMode": 0o660, "uid": 0, "gid": 6 }));
-    b.push(&["linux", "devices"], json!({ "path": "/dev/berth-fifo", "type": "p", "fileMode": 0o600 }));
+    b.push(
+        &["linux", "devices"],
+        json!({ "path": "/dev/berth-char", "type": "c", "major": 1, "minor": 3,
+        "fileMode": 0o640, "uid": 1, "gid": 2 }),
+    );
+    b.push(
+        &["linux", "devices"],
+        json!({ "path": "/dev/berth-unbuf", "type": "u", "major": 1, "minor": 5,
+        "fileMode": 0o600, "uid": 0, "gid": 0 }),
+    );
+    b.push(
+        &["linux", "devices"],
+        json!({ "path": "/dev/berth-block", "type": "b", "major": 7, "minor": 0,
+        "fileMode": 0o660, "uid": 0, "gid": 6 }),
+    );
+    b.push(
+        &["linux", "devices"],
+        json!({ "path": "/dev/berth-fifo", "type": "p", "fileMode": 0o600 }),
+    );
     let r = inside(&b, "linux_devices");
     assert!(r.passed_containing("/dev/berth-char") && r.passed_containing("/dev/berth-fifo"));
 }
@@ -79,7 +100,10 @@ fn linux_masked_paths() {
         b.push(&["linux", "maskedPaths"], json!(p));
     }
     let r = inside(&b, "linux_masked_paths");
-    assert!(r.passed_containing("/masked-dir is masked") && r.passed_containing("/masked-file is masked"));
+    assert!(
+        r.passed_containing("/masked-dir is masked")
+            && r.passed_containing("/masked-file is masked")
+    );
 }
 
 #[test]
@@ -94,7 +118,10 @@ fn linux_readonly_paths() {
         b.push(&["linux", "readonlyPaths"], json!(p));
     }
     let r = inside(&b, "linux_readonly_paths");
-    assert!(r.passed_containing("/readonly-dir is read-only") && r.passed_containing("/readonly-file is read-only"));
+    assert!(
+        r.passed_containing("/readonly-dir is read-only")
+            && r.passed_containing("/readonly-file is read-only")
+    );
 }
 
 #[test]
@@ -103,7 +130,10 @@ fn linux_mount_label() {
         return skip("SELinux is not enabled: mountLabel can't be applied or observed");
     }
     let mut b = Bundle::new(&[]);
-    b.set(&["linux", "mountLabel"], json!("system_u:object_r:container_file_t:s0:c1,c2"));
+    b.set(
+        &["linux", "mountLabel"],
+        json!("system_u:object_r:container_file_t:s0:c1,c2"),
+    );
     inside(&b, "linux_mount_label");
 }
 
@@ -126,7 +156,10 @@ fn linux_ns_nopath() {
     }
     let r = inside(&b, "linux_ns_nopath");
     for ns in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
-        assert!(r.passed_containing(&format!("namespace {ns}")), "namespace {ns} not verified");
+        assert!(
+            r.passed_containing(&format!("namespace {ns}")),
+            "namespace {ns} not verified"
+        );
     }
 }
 
@@ -141,7 +174,10 @@ fn linux_ns_itype() {
     b.config.as_object_mut().expect("object").remove("hostname");
     let r = inside(&b, "linux_ns_itype");
     for ns in ["pid", "net", "ipc", "uts", "cgroup"] {
-        assert!(r.passed_containing(&format!("namespace {ns}")), "namespace {ns} not verified");
+        assert!(
+            r.passed_containing(&format!("namespace {ns}")),
+            "namespace {ns} not verified"
+        );
     }
 }
 
@@ -154,7 +190,9 @@ struct NsHolder {
 impl NsHolder {
     fn new() -> NsHolder {
         let mut unshare = Command::new("unshare")
-            .args(["--net", "--ipc", "--uts", "--cgroup", "--pid", "--fork", "sleep", "120"])
+            .args([
+                "--net", "--ipc", "--uts", "--cgroup", "--pid", "--fork", "sleep", "120",
+            ])
             .stdin(Stdio::null())
             .spawn()
             .expect("run unshare (util-linux)");
@@ -163,7 +201,8 @@ impl NsHolder {
             let text = fs::read_to_string(&children).unwrap_or_default();
             if let Some(pid) = text.split_whitespace().next().and_then(|p| p.parse().ok()) {
                 // The child has the new namespaces once it has exec'd sleep.
-                if fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| !e.ends_with("unshare")) {
+                if fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| !e.ends_with("unshare"))
+                {
                     return NsHolder { unshare, pid };
                 }
             }
@@ -177,7 +216,10 @@ impl NsHolder {
 
 impl Drop for NsHolder {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), nix::sys::signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::SIGKILL,
+        );
         let _ = self.unshare.kill();
         let _ = self.unshare.wait();
     }
@@ -188,12 +230,21 @@ fn linux_ns_path() {
     require_root();
     let holder = NsHolder::new();
     let mut b = Bundle::new(&[]);
-    for (kind, proc_name) in [("network", "net"), ("ipc", "ipc"), ("uts", "uts"), ("cgroup", "cgroup"), ("pid", "pid")] {
+    for (kind, proc_name) in [
+        ("network", "net"),
+        ("ipc", "ipc"),
+        ("uts", "uts"),
+        ("cgroup", "cgroup"),
+        ("pid", "pid"),
+    ] {
         b.set_namespace(kind, Some(&format!("/proc/{}/ns/{proc_name}", holder.pid)));
     }
     let r = inside(&b, "linux_ns_path");
     for ns in ["net", "ipc", "uts", "cgroup", "pid"] {
-        assert!(r.passed_containing(&format!("namespace {ns}")), "namespace {ns} not verified");
+        assert!(
+            r.passed_containing(&format!("namespace {ns}")),
+            "namespace {ns} not verified"
+        );
     }
 }
 
@@ -214,10 +265,14 @@ fn linux_rootfs_propagation() {
         b.set(&["linux", "rootfsPropagation"], json!(prop));
         if prop == "slave" && !host_mount_shared(b.dir()) {
             // MS_SLAVE on a mount whose master isn't shared leaves it private.
-            b.expect.insert("rootfs_propagation".into(), json!("private"));
+            b.expect
+                .insert("rootfs_propagation".into(), json!("private"));
         }
         let r = inside(&b, &format!("linux_rootfs_propagation_{prop}"));
-        assert!(r.passed_containing(&format!("/ is {prop}")), "{prop} not verified");
+        assert!(
+            r.passed_containing(&format!("/ is {prop}")),
+            "{prop} not verified"
+        );
     }
 }
 
@@ -232,27 +287,36 @@ fn host_mount_shared(path: &std::path::Path) -> bool {
 #[test]
 fn linux_seccomp() {
     let mut b = Bundle::new(&[]);
-    b.set(&["linux", "seccomp"], json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "syscalls": [
-            { "names": ["getcwd"], "action": "SCMP_ACT_ERRNO" },
-            { "names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22 }
-        ]
-    }));
+    b.set(
+        &["linux", "seccomp"],
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                { "names": ["getcwd"], "action": "SCMP_ACT_ERRNO" },
+                { "names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22 }
+            ]
+        }),
+    );
     let r = inside(&b, "linux_seccomp");
-    assert!(r.passed_containing("getcwd fails with errno 1") && r.passed_containing("uname fails with errno 22"));
+    assert!(
+        r.passed_containing("getcwd fails with errno 1")
+            && r.passed_containing("uname fails with errno 22")
+    );
 }
 
 #[test]
 fn linux_sysctl() {
     let mut b = Bundle::new(&[]);
-    b.set(&["linux", "sysctl"], json!({
-        "net.ipv4.ip_forward": "1",
-        "net.ipv4.ip_local_port_range": "1025 60999",
-        "kernel.shmmni": "8192",
-        "kernel.msgmax": "4096"
-    }));
+    b.set(
+        &["linux", "sysctl"],
+        json!({
+            "net.ipv4.ip_forward": "1",
+            "net.ipv4.ip_local_port_range": "1025 60999",
+            "kernel.shmmni": "8192",
+            "kernel.msgmax": "4096"
+        }),
+    );
     let r = inside(&b, "linux_sysctl");
     assert!(r.passed_containing("net.ipv4.ip_forward") && r.passed_containing("kernel.shmmni"));
 }
@@ -261,8 +325,14 @@ fn linux_sysctl() {
 fn linux_uid_mappings() {
     let mut b = Bundle::new(&[]);
     b.set_namespace("user", None);
-    b.set(&["linux", "uidMappings"], json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]));
-    b.set(&["linux", "gidMappings"], json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]));
+    b.set(
+        &["linux", "uidMappings"],
+        json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]),
+    );
+    b.set(
+        &["linux", "gidMappings"],
+        json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]),
+    );
     let r = inside(&b, "linux_uid_mappings");
     assert!(r.passed_containing("linux.uidMappings") && r.passed_containing("namespace user"));
 }
@@ -274,10 +344,13 @@ fn linux_time_offsets() {
     }
     let mut b = Bundle::new(&[]);
     b.set_namespace("time", None);
-    b.set(&["linux", "timeOffsets"], json!({
-        "monotonic": { "secs": 86400, "nanosecs": 0 },
-        "boottime": { "secs": 3600, "nanosecs": 500 }
-    }));
+    b.set(
+        &["linux", "timeOffsets"],
+        json!({
+            "monotonic": { "secs": 86400, "nanosecs": 0 },
+            "boottime": { "secs": 3600, "nanosecs": 500 }
+        }),
+    );
     let r = inside(&b, "linux_time_offsets");
     assert!(r.passed_containing("linux.timeOffsets") && r.passed_containing("namespace time"));
 }
@@ -298,7 +371,10 @@ fn process() {
 #[test]
 fn process_user() {
     let mut b = Bundle::new(&[]);
-    b.set(&["process", "user"], json!({ "uid": 1000, "gid": 1000, "additionalGids": [5, 1001] }));
+    b.set(
+        &["process", "user"],
+        json!({ "uid": 1000, "gid": 1000, "additionalGids": [5, 1001] }),
+    );
     let r = inside(&b, "process_user");
     assert!(r.passed_containing("process.user.uid") && r.passed_containing("additionalGids"));
 }
@@ -321,9 +397,12 @@ fn host_capabilities() -> Vec<String> {
 fn process_capabilities() {
     let mut b = Bundle::new(&[]);
     let all = json!(host_capabilities());
-    b.set(&["process", "capabilities"], json!({
-        "bounding": all, "effective": all, "inheritable": all, "permitted": all, "ambient": all
-    }));
+    b.set(
+        &["process", "capabilities"],
+        json!({
+            "bounding": all, "effective": all, "inheritable": all, "permitted": all, "ambient": all
+        }),
+    );
     let r = inside(&b, "process_capabilities");
     assert!(r.passed_containing("CapEff") && r.passed_containing("CapBnd"));
 }
@@ -346,11 +425,14 @@ fn process_oom_score_adj() {
 #[test]
 fn process_rlimits() {
     let mut b = Bundle::new(&[]);
-    b.set(&["process", "rlimits"], json!([
-        { "type": "RLIMIT_NOFILE", "soft": 512, "hard": 2048 },
-        { "type": "RLIMIT_CORE", "soft": 1024, "hard": 4096 },
-        { "type": "RLIMIT_NPROC", "soft": 1000, "hard": 2000 }
-    ]));
+    b.set(
+        &["process", "rlimits"],
+        json!([
+            { "type": "RLIMIT_NOFILE", "soft": 512, "hard": 2048 },
+            { "type": "RLIMIT_CORE", "soft": 1024, "hard": 4096 },
+            { "type": "RLIMIT_NPROC", "soft": 1000, "hard": 2000 }
+        ]),
+    );
     let r = inside(&b, "process_rlimits");
     assert!(r.passed_containing("RLIMIT_CORE") && r.passed_containing("RLIMIT_NPROC"));
 }
@@ -358,14 +440,20 @@ fn process_rlimits() {
 #[test]
 fn process_rlimits_fail() {
     let mut b = Bundle::new(&[]);
-    b.push(&["process", "rlimits"], json!({ "type": "RLIMIT_TEST", "soft": 1, "hard": 1 }));
+    b.push(
+        &["process", "rlimits"],
+        json!({ "type": "RLIMIT_TEST", "soft": 1, "hard": 1 }),
+    );
     assert_create_fails(&b, "process_rlimits_fail");
 }
 
 #[test]
 fn process_io_priority() {
     let mut b = Bundle::new(&[]);
-    b.set(&["process", "ioPriority"], json!({ "class": "IOPRIO_CLASS_BE", "priority": 3 }));
+    b.set(
+        &["process", "ioPriority"],
+        json!({ "class": "IOPRIO_CLASS_BE", "priority": 3 }),
+    );
     let r = inside(&b, "process_io_priority");
     assert!(r.passed_containing("process.ioPriority"));
 }
@@ -378,7 +466,10 @@ fn config_updates_without_affect() {
     b.write();
     let id = unique_id("config_updates");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _guard = Container { rt: &rt, id: id.clone() };
+    let _guard = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     b.set(&["process", "args"], json!(["/bin/false"]));
     b.set(&["hostname"], json!("changed-after-create"));
     let text = serde_json::to_vec(&b.config).expect("serialize");

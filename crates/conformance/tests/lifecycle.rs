@@ -22,7 +22,10 @@ fn alive(pid: i64) -> bool {
     // A zombie still has /proc/<pid>; look at its state letter.
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .is_some_and(|zombie| !zombie)
 }
 
@@ -33,11 +36,17 @@ fn create() {
     b.write();
     let id = unique_id("create");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     let st = rt.state(&id).expect("state after create");
     assert_eq!(st["status"], "created", "state after create: {st}");
     let pid = st["pid"].as_i64().expect("created container has a pid");
-    assert!(pid > 0 && alive(pid), "pid {pid} of a created container must be alive");
+    assert!(
+        pid > 0 && alive(pid),
+        "pid {pid} of a created container must be alive"
+    );
     // The user process must not run before start: the container's pid is still the runtime's
     // init waiting, not sleep.
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -48,7 +57,10 @@ fn create() {
     );
     // The same id again fails and leaves the first container alone.
     let again = rt.create(&id, &b, &[]);
-    assert!(!again.status.success(), "create with a duplicate id succeeded");
+    assert!(
+        !again.status.success(),
+        "create with a duplicate id succeeded"
+    );
     assert_eq!(rt.status(&id).as_deref(), Some("created"));
 }
 
@@ -59,20 +71,32 @@ fn create_bad_bundle() {
     // No config.json written.
     let id = unique_id("badbundle");
     let out = rt.create(&id, &b, &[]);
-    let _c = Container { rt: &rt, id: id.clone() };
-    assert!(!out.status.success(), "create without config.json succeeded");
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
+    assert!(
+        !out.status.success(),
+        "create without config.json succeeded"
+    );
     assert!(rt.state(&id).is_err(), "a failed create left state behind");
     // A config whose root does not exist.
     let mut b = sleeper();
     b.set(&["root", "path"], json!("no-such-rootfs"));
     b.write();
     let out = rt.create(&id, &b, &[]);
-    assert!(!out.status.success(), "create with a missing root.path succeeded");
+    assert!(
+        !out.status.success(),
+        "create with a missing root.path succeeded"
+    );
     assert!(rt.state(&id).is_err(), "a failed create left state behind");
     // Not JSON at all.
     fs::write(b.dir().join("config.json"), "{ not json").expect("write");
     let out = rt.create(&id, &b, &[]);
-    assert!(!out.status.success(), "create with an unparsable config.json succeeded");
+    assert!(
+        !out.status.success(),
+        "create with an unparsable config.json succeeded"
+    );
     assert!(rt.state(&id).is_err(), "a failed create left state behind");
 }
 
@@ -83,14 +107,27 @@ fn start() {
     b.write();
     let id = unique_id("start");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     ok(&rt.start(&id), "start");
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
     let pid = rt.state(&id).expect("state")["pid"].as_i64().expect("pid");
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline of the container process");
-    assert_eq!(cmdline, b"/bin/sleep\x00300\x00", "the started process is not process.args");
-    assert!(!rt.start(&id).status.success(), "start of a running container succeeded");
-    assert!(!rt.start(&unique_id("nosuch")).status.success(), "start of an unknown id succeeded");
+    let cmdline =
+        fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline of the container process");
+    assert_eq!(
+        cmdline, b"/bin/sleep\x00300\x00",
+        "the started process is not process.args"
+    );
+    assert!(
+        !rt.start(&id).status.success(),
+        "start of a running container succeeded"
+    );
+    assert!(
+        !rt.start(&unique_id("nosuch")).status.success(),
+        "start of an unknown id succeeded"
+    );
 }
 
 #[test]
@@ -100,33 +137,57 @@ fn start_stopped_fails() {
     b.write();
     let id = unique_id("startstopped");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     ok(&rt.start(&id), "start");
     rt.wait_status(&id, "stopped", WAIT).expect("true stops");
-    assert!(!rt.start(&id).status.success(), "start of a stopped container succeeded");
+    assert!(
+        !rt.start(&id).status.success(),
+        "start of a stopped container succeeded"
+    );
 }
 
 #[test]
 fn state() {
     let rt = Runtime::new();
     let mut b = sleeper();
-    b.set(&["annotations"], json!({ "org.berth.test": "state", "empty": "" }));
+    b.set(
+        &["annotations"],
+        json!({ "org.berth.test": "state", "empty": "" }),
+    );
     b.write();
     let id = unique_id("state");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     let st = rt.state(&id).expect("state");
-    assert!(st["ociVersion"].as_str().is_some_and(|v| !v.is_empty()), "ociVersion missing: {st}");
+    assert!(
+        st["ociVersion"].as_str().is_some_and(|v| !v.is_empty()),
+        "ociVersion missing: {st}"
+    );
     assert_eq!(st["id"], json!(id));
     assert_eq!(st["status"], "created");
-    assert!(st["pid"].as_i64().is_some_and(|p| p > 0), "pid missing: {st}");
+    assert!(
+        st["pid"].as_i64().is_some_and(|p| p > 0),
+        "pid missing: {st}"
+    );
     let bundle = st["bundle"].as_str().expect("bundle is a string");
-    assert!(Path::new(bundle).is_absolute(), "bundle {bundle} is not absolute");
+    assert!(
+        Path::new(bundle).is_absolute(),
+        "bundle {bundle} is not absolute"
+    );
     assert_eq!(
         fs::canonicalize(bundle).expect("bundle exists"),
         fs::canonicalize(b.dir()).expect("bundle dir")
     );
-    assert_eq!(st["annotations"], json!({ "org.berth.test": "state", "empty": "" }));
+    assert_eq!(
+        st["annotations"],
+        json!({ "org.berth.test": "state", "empty": "" })
+    );
     let err = rt.state(&unique_id("nosuch"));
     assert!(err.is_err(), "state of an unknown id succeeded: {err:?}");
 }
@@ -139,11 +200,18 @@ fn kill() {
     b.write();
     let id = unique_id("kill");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     ok(&rt.start(&id), "start");
     ok(&rt.kill(&id, "KILL"), "kill KILL");
-    rt.wait_status(&id, "stopped", WAIT).expect("stopped after SIGKILL");
-    assert!(!rt.kill(&unique_id("nosuch"), "KILL").status.success(), "kill of an unknown id succeeded");
+    rt.wait_status(&id, "stopped", WAIT)
+        .expect("stopped after SIGKILL");
+    assert!(
+        !rt.kill(&unique_id("nosuch"), "KILL").status.success(),
+        "kill of an unknown id succeeded"
+    );
 }
 
 #[test]
@@ -154,9 +222,13 @@ fn kill_created() {
     b.write();
     let id = unique_id("killcreated");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     ok(&rt.kill(&id, "KILL"), "kill KILL of a created container");
-    rt.wait_status(&id, "stopped", WAIT).expect("stopped after SIGKILL");
+    rt.wait_status(&id, "stopped", WAIT)
+        .expect("stopped after SIGKILL");
 }
 
 #[test]
@@ -172,12 +244,18 @@ fn killsig() {
         ]);
         let out = b.dir().join("out");
         fs::create_dir(&out).expect("mkdir out");
-        b.push(&["mounts"], json!({ "destination": "/out", "type": "bind",
-            "source": out.to_str().expect("utf8"), "options": ["rbind", "rw"] }));
+        b.push(
+            &["mounts"],
+            json!({ "destination": "/out", "type": "bind",
+            "source": out.to_str().expect("utf8"), "options": ["rbind", "rw"] }),
+        );
         b.write();
         let id = unique_id("killsig");
         ok(&rt.create(&id, &b, &[]), "create");
-        let _c = Container { rt: &rt, id: id.clone() };
+        let _c = Container {
+            rt: &rt,
+            id: id.clone(),
+        };
         ok(&rt.start(&id), "start");
         for _ in 0..500 {
             if out.join("ready").exists() {
@@ -187,7 +265,8 @@ fn killsig() {
         }
         assert!(out.join("ready").exists(), "the trap script did not start");
         ok(&rt.kill(&id, sig), &format!("kill {sig}"));
-        rt.wait_status(&id, "stopped", WAIT).unwrap_or_else(|s| panic!("not stopped after {sig}: {s:?}"));
+        rt.wait_status(&id, "stopped", WAIT)
+            .unwrap_or_else(|s| panic!("not stopped after {sig}: {s:?}"));
         let got = fs::read_to_string(out.join("sig")).unwrap_or_default();
         let want = match code {
             "1" => "HUP",
@@ -207,7 +286,10 @@ fn kill_no_effect() {
     b.write();
     let id = unique_id("killnoeffect");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     ok(&rt.start(&id), "start");
     rt.wait_status(&id, "stopped", WAIT).expect("true stops");
     let before = rt.state(&id).expect("state");
@@ -223,16 +305,25 @@ fn delete() {
     b.write();
     let id = unique_id("delete");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     ok(&rt.start(&id), "start");
     // Not stopped: delete without --force must fail and change nothing.
-    assert!(!rt.delete(&id, false).status.success(), "delete of a running container succeeded");
+    assert!(
+        !rt.delete(&id, false).status.success(),
+        "delete of a running container succeeded"
+    );
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
     ok(&rt.kill(&id, "KILL"), "kill");
     rt.wait_status(&id, "stopped", WAIT).expect("stopped");
     ok(&rt.delete(&id, false), "delete of a stopped container");
     assert!(rt.state(&id).is_err(), "state still answers after delete");
-    assert!(!rt.delete(&id, false).status.success(), "delete of a deleted container succeeded");
+    assert!(
+        !rt.delete(&id, false).status.success(),
+        "delete of a deleted container succeeded"
+    );
 }
 
 #[test]
@@ -243,12 +334,21 @@ fn delete_created() {
     b.write();
     let id = unique_id("deletecreated");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     let pid = rt.state(&id).expect("state")["pid"].as_i64().expect("pid");
-    ok(&rt.delete(&id, true), "delete --force of a created container");
+    ok(
+        &rt.delete(&id, true),
+        "delete --force of a created container",
+    );
     assert!(rt.state(&id).is_err(), "state still answers after delete");
     std::thread::sleep(Duration::from_millis(100));
-    assert!(!alive(pid), "the container's init {pid} survived delete --force");
+    assert!(
+        !alive(pid),
+        "the container's init {pid} survived delete --force"
+    );
 }
 
 #[test]
@@ -258,18 +358,28 @@ fn delete_force_running() {
     b.write();
     let id = unique_id("deleteforce");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     ok(&rt.start(&id), "start");
     let pid = rt.state(&id).expect("state")["pid"].as_i64().expect("pid");
-    ok(&rt.delete(&id, true), "delete --force of a running container");
-    assert!(rt.state(&id).is_err(), "state still answers after delete --force");
+    ok(
+        &rt.delete(&id, true),
+        "delete --force of a running container",
+    );
+    assert!(
+        rt.state(&id).is_err(),
+        "state still answers after delete --force"
+    );
     std::thread::sleep(Duration::from_millis(100));
     assert!(!alive(pid), "process {pid} survived delete --force");
 }
 
 /// The cgroup directories a process is in, per v1 controller, as host paths.
 fn cgroup_dirs(pid: i64) -> Vec<std::path::PathBuf> {
-    let proc_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/pid/cgroup");
+    let proc_cgroup =
+        fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/pid/cgroup");
     let mounts = berth_conformance::mountinfo::read_self().expect("host mountinfo");
     ["memory", "pids", "cpu", "devices"]
         .into_iter()
@@ -289,9 +399,15 @@ fn delete_resources() {
     b.write();
     let id = unique_id("deleteresources");
     ok(&rt.create(&id, &b, &[]), "create");
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     let pid = rt.state(&id).expect("state")["pid"].as_i64().expect("pid");
-    let dirs: Vec<_> = cgroup_dirs(pid).into_iter().filter(|d| d.to_string_lossy().ends_with(&cg)).collect();
+    let dirs: Vec<_> = cgroup_dirs(pid)
+        .into_iter()
+        .filter(|d| d.to_string_lossy().ends_with(&cg))
+        .collect();
     assert!(!dirs.is_empty(), "the container is not in cgroup {cg}");
     ok(&rt.delete(&id, true), "delete --force");
     std::thread::sleep(Duration::from_millis(100));
@@ -299,8 +415,15 @@ fn delete_resources() {
     for d in &dirs {
         assert!(!d.exists(), "cgroup {} survived delete", d.display());
     }
-    let leftover: Vec<_> = fs::read_dir(rt.root.path()).expect("read root").flatten().map(|e| e.file_name()).collect();
-    assert!(leftover.is_empty(), "delete left state behind: {leftover:?}");
+    let leftover: Vec<_> = fs::read_dir(rt.root.path())
+        .expect("read root")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        leftover.is_empty(),
+        "delete left state behind: {leftover:?}"
+    );
 }
 
 /// A cgroup made by the test (not by the runtime), removed on drop.
@@ -322,9 +445,13 @@ fn delete_only_create_resources() {
     let own = OwnCgroup(Path::new("/sys/fs/cgroup/pids").join(unique_id("foreign")));
     fs::create_dir(&own.0).expect("create a foreign pids cgroup");
     ok(&rt.create(&id, &b, &[]), "create");
-    let c = Container { rt: &rt, id: id.clone() };
+    let c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     let pid = rt.state(&id).expect("state")["pid"].as_i64().expect("pid");
-    fs::write(own.0.join("cgroup.procs"), pid.to_string()).expect("move the container into the foreign cgroup");
+    fs::write(own.0.join("cgroup.procs"), pid.to_string())
+        .expect("move the container into the foreign cgroup");
     ok(&rt.delete(&id, true), "delete --force");
     std::mem::forget(c);
     assert!(own.0.exists(), "delete removed a cgroup it did not create");
@@ -344,11 +471,18 @@ fn pidfile() {
     let id = unique_id("pidfile");
     let pidfile = b.dir().join("container.pid");
     let out = rt.create(&id, &b, &["--pid-file", pidfile.to_str().expect("utf8")]);
-    let _c = Container { rt: &rt, id: id.clone() };
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     ok(&out, "create --pid-file");
     let text = fs::read_to_string(&pidfile).expect("pid file written by create");
     let st = rt.state(&id).expect("state");
-    assert_eq!(text.trim().parse::<i64>().ok(), st["pid"].as_i64(), "pid file {text:?} vs state {st}");
+    assert_eq!(
+        text.trim().parse::<i64>().ok(),
+        st["pid"].as_i64(),
+        "pid file {text:?} vs state {st}"
+    );
 }
 
 #[test]
@@ -361,8 +495,14 @@ fn misc_props() {
     b.set(&["process", "unknownProcessField"], json!(true));
     b.write();
     let id = unique_id("miscprops");
-    ok(&rt.create(&id, &b, &[]), "create with unknown annotation and properties");
-    let _c = Container { rt: &rt, id: id.clone() };
+    ok(
+        &rt.create(&id, &b, &[]),
+        "create with unknown annotation and properties",
+    );
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     ok(&rt.start(&id), "start");
     rt.wait_status(&id, "stopped", WAIT).expect("true stops");
     ok(&rt.delete(&id, false), "delete");
@@ -412,7 +552,15 @@ fn run_exit_code() {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run the runtime");
-    let _c = Container { rt: &rt, id: id.clone() };
-    assert_eq!(out.status.code(), Some(7), "run exit code; stderr {}", String::from_utf8_lossy(&out.stderr));
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "run exit code; stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(rt.state(&id).is_err(), "run left the container behind");
 }

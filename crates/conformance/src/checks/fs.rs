@@ -21,7 +21,10 @@ pub fn check<W: Write>(spec: &Spec, expect: &Expect, tap: &mut Tap<W>) {
     let linux = spec.linux.as_ref();
     if let Some(root) = &spec.root {
         if root.readonly {
-            tap.record("root.readonly: / is mounted read-only", root_readonly(&mounts));
+            tap.record(
+                "root.readonly: / is mounted read-only",
+                root_readonly(&mounts),
+            );
         }
     }
     if let Some(prop) = linux.and_then(|l| l.rootfs_propagation.as_deref()) {
@@ -44,8 +47,14 @@ pub fn check<W: Write>(spec: &Spec, expect: &Expect, tap: &mut Tap<W>) {
     for p in linux.map(|l| l.masked_paths.as_slice()).unwrap_or_default() {
         tap.record(&format!("linux.maskedPaths: {p} is masked"), masked(p));
     }
-    for p in linux.map(|l| l.readonly_paths.as_slice()).unwrap_or_default() {
-        tap.record(&format!("linux.readonlyPaths: {p} is read-only"), readonly(&mounts, p));
+    for p in linux
+        .map(|l| l.readonly_paths.as_slice())
+        .unwrap_or_default()
+    {
+        tap.record(
+            &format!("linux.readonlyPaths: {p} is read-only"),
+            readonly(&mounts, p),
+        );
     }
 }
 
@@ -60,7 +69,9 @@ fn root_readonly(mounts: &[MountInfo]) -> Result<(), String> {
             Err("creating /.berth-readonly-probe succeeded".into())
         }
         Err(e) if e.raw_os_error() == Some(Errno::EROFS as i32) => Ok(()),
-        Err(e) => Err(format!("creating a file in / failed with {e}, expected EROFS")),
+        Err(e) => Err(format!(
+            "creating a file in / failed with {e}, expected EROFS"
+        )),
     }
 }
 
@@ -119,7 +130,10 @@ fn mount_matches(mounts: &[MountInfo], m: &Mount) -> Result<(), String> {
         }
         if let Some(src) = m.source.as_deref() {
             if kind != "cgroup" && kind != "cgroup2" && found.source != src {
-                return Err(format!("{dest} has source {}, expected {src}", found.source));
+                return Err(format!(
+                    "{dest} has source {}, expected {src}",
+                    found.source
+                ));
             }
         }
     }
@@ -133,7 +147,9 @@ fn mount_matches(mounts: &[MountInfo], m: &Mount) -> Result<(), String> {
             .filter(|x| x.mount_point.starts_with(&prefix) && x.fstype.starts_with("cgroup"))
             .collect();
         if targets.is_empty() {
-            return Err(format!("{dest} is a tmpfs without cgroup hierarchies under it"));
+            return Err(format!(
+                "{dest} is a tmpfs without cgroup hierarchies under it"
+            ));
         }
     }
     let mut wrong = Vec::new();
@@ -172,11 +188,16 @@ fn option_holds(m: &MountInfo, opt: &str) -> Result<(), String> {
         if m.propagation() == want {
             Ok(())
         } else {
-            Err(format!("propagation is {}, expected {want}", m.propagation()))
+            Err(format!(
+                "propagation is {}, expected {want}",
+                m.propagation()
+            ))
         }
     };
     match opt {
-        "ro" | "nosuid" | "nodev" | "noexec" | "noatime" | "relatime" | "nodiratime" => present(opt),
+        "ro" | "nosuid" | "nodev" | "noexec" | "noatime" | "relatime" | "nodiratime" => {
+            present(opt)
+        }
         "rw" => present("rw"),
         "suid" => absent("nosuid"),
         "dev" => absent("nodev"),
@@ -205,15 +226,24 @@ fn option_holds(m: &MountInfo, opt: &str) -> Result<(), String> {
             }
             Some((key @ ("uid" | "gid"), want)) => {
                 // Some filesystems (devpts) show ids as the initial user namespace sees them.
-                let map = if key == "uid" { "/proc/self/uid_map" } else { "/proc/self/gid_map" };
+                let map = if key == "uid" {
+                    "/proc/self/uid_map"
+                } else {
+                    "/proc/self/gid_map"
+                };
                 let host = want.parse().ok().and_then(|id| to_host_id(map, id));
                 match m.super_option(key) {
-                    Some(got) if got == want || host.is_some_and(|h| got == h.to_string()) => Ok(()),
+                    Some(got) if got == want || host.is_some_and(|h| got == h.to_string()) => {
+                        Ok(())
+                    }
                     got => Err(format!("{key} is {got:?}, expected {want}")),
                 }
             }
             Some(("size", want)) if m.fstype == "tmpfs" => {
-                match (size_bytes(want), m.super_option("size").and_then(size_bytes)) {
+                match (
+                    size_bytes(want),
+                    m.super_option("size").and_then(size_bytes),
+                ) {
                     (Some(a), Some(b)) if a == b => Ok(()),
                     (_, _) => Err(format!(
                         "size is {:?}, expected {want}",
@@ -296,7 +326,10 @@ fn default_devices<W: Write>(spec: &Spec, tap: &mut Tap<W>) {
     ] {
         let r = match std::fs::read_link(link) {
             Ok(t) if t.as_os_str() == target => Ok(()),
-            Ok(t) => Err(format!("{link} points to {}, expected {target}", t.display())),
+            Ok(t) => Err(format!(
+                "{link} points to {}, expected {target}",
+                t.display()
+            )),
             Err(e) => Err(format!("{link} is not a symlink: {e}")),
         };
         tap.record(&format!("default symlink {link}"), r);
@@ -313,17 +346,28 @@ fn device_matches(d: &Device) -> Result<(), String> {
         other => return Err(format!("unknown device type {other} in config")),
     };
     if fmt != want {
-        return Err(format!("{} has file type {fmt:?}, expected {want:?}", d.path));
+        return Err(format!(
+            "{} has file type {fmt:?}, expected {want:?}",
+            d.path
+        ));
     }
     if d.kind != "p" {
         let (maj, min) = (major(md.rdev()), minor(md.rdev()));
         if (maj as i64, min as i64) != (d.major, d.minor) {
-            return Err(format!("{} is {maj}:{min}, expected {}:{}", d.path, d.major, d.minor));
+            return Err(format!(
+                "{} is {maj}:{min}, expected {}:{}",
+                d.path, d.major, d.minor
+            ));
         }
     }
     if let Some(mode) = d.file_mode {
         if md.mode() & 0o7777 != mode & 0o7777 {
-            return Err(format!("{} has mode {:o}, expected {:o}", d.path, md.mode() & 0o7777, mode & 0o7777));
+            return Err(format!(
+                "{} has mode {:o}, expected {:o}",
+                d.path,
+                md.mode() & 0o7777,
+                mode & 0o7777
+            ));
         }
     }
     if let Some(uid) = d.uid {
@@ -417,7 +461,10 @@ fn readonly(mounts: &[MountInfo], path: &str) -> Outcome {
         Some(f) => match open_w(&f) {
             Ok(()) => Outcome::Fail(format!("opening {} for writing succeeded", f.display())),
             Err(e) if erofs(&e) => Outcome::Pass,
-            Err(e) => Outcome::Fail(format!("writing to {} failed with {e}, expected EROFS", f.display())),
+            Err(e) => Outcome::Fail(format!(
+                "writing to {} failed with {e}, expected EROFS",
+                f.display()
+            )),
         },
     }
 }
@@ -425,7 +472,10 @@ fn readonly(mounts: &[MountInfo], path: &str) -> Outcome {
 /// The first regular file below `dir` (depth first, at most `depth` levels down) that this
 /// process could write if the mount allowed it: permission checks come before the read-only one.
 fn first_file(dir: &std::path::Path, depth: u32) -> Option<std::path::PathBuf> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.filter_map(Result::ok).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .collect();
     entries.sort_by_key(|e| e.file_name());
     let euid = nix::unistd::geteuid().as_raw();
     for e in &entries {
@@ -463,7 +513,12 @@ mod tests {
 
     #[test]
     fn options_map_to_mountinfo() {
-        let m = entry("ro,nosuid,relatime", "shared:3", "tmpfs", "rw,size=65536k,mode=755");
+        let m = entry(
+            "ro,nosuid,relatime",
+            "shared:3",
+            "tmpfs",
+            "rw,size=65536k,mode=755",
+        );
         assert!(option_holds(&m, "ro").is_ok());
         assert!(option_holds(&m, "nodev").is_err());
         assert!(option_holds(&m, "dev").is_ok());

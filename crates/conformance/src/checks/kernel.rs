@@ -55,8 +55,12 @@ type Probe = fn() -> Option<i32>;
 /// Calls every denied syscall the checker can call safely and compares its errno.
 fn probes<W: Write>(seccomp: &Seccomp, tap: &mut Tap<W>) {
     let probes: [(&str, Probe); 2] = [
-        ("getcwd", || std::env::current_dir().err().and_then(|e| e.raw_os_error())),
-        ("uname", || nix::sys::utsname::uname().err().map(|e| e as i32)),
+        ("getcwd", || {
+            std::env::current_dir().err().and_then(|e| e.raw_os_error())
+        }),
+        ("uname", || {
+            nix::sys::utsname::uname().err().map(|e| e as i32)
+        }),
     ];
     for (name, call) in probes {
         let Some(want) = expected_errno(seccomp, name) else {

@@ -14,7 +14,10 @@ pub fn check<W: Write>(spec: &Spec, expect: &Expect, tap: &mut Tap<W>) {
     let namespaces = spec.linux.as_ref().map(|l| &l.namespaces).unwrap_or(&empty);
     for kind in KINDS {
         let entry = namespaces.iter().find(|n| proc_ns_name(&n.kind) == kind);
-        tap.record(&format!("namespace {kind}"), namespace(kind, entry.map(|e| e.path.as_deref()), expect));
+        tap.record(
+            &format!("namespace {kind}"),
+            namespace(kind, entry.map(|e| e.path.as_deref()), expect),
+        );
     }
     if let Some(h) = &spec.hostname {
         // procfs, not gethostname(3): glibc asks uname(2), which a seccomp scenario may deny.
@@ -39,10 +42,16 @@ pub fn check<W: Write>(spec: &Spec, expect: &Expect, tap: &mut Tap<W>) {
     }
     if let Some(linux) = &spec.linux {
         if !linux.uid_mappings.is_empty() {
-            tap.record("linux.uidMappings", id_map("/proc/self/uid_map", &linux.uid_mappings));
+            tap.record(
+                "linux.uidMappings",
+                id_map("/proc/self/uid_map", &linux.uid_mappings),
+            );
         }
         if !linux.gid_mappings.is_empty() {
-            tap.record("linux.gidMappings", id_map("/proc/self/gid_map", &linux.gid_mappings));
+            tap.record(
+                "linux.gidMappings",
+                id_map("/proc/self/gid_map", &linux.gid_mappings),
+            );
         }
         if !linux.time_offsets.is_empty() {
             tap.record("linux.timeOffsets", time_offsets(spec));
@@ -64,7 +73,9 @@ fn namespace(kind: &str, entry: Option<Option<&str>>, expect: &Expect) -> Outcom
         },
         Some(None) => match expect.host_ns.get(kind) {
             Some(host) if *host != got => Outcome::Pass,
-            Some(_) => Outcome::Fail(format!("inode {got} is the host's: no new {kind} namespace")),
+            Some(_) => Outcome::Fail(format!(
+                "inode {got} is the host's: no new {kind} namespace"
+            )),
             None => Outcome::Skip("harness gave no host inode".into()),
         },
         None => match expect.host_ns.get(kind) {
@@ -106,27 +117,42 @@ fn id_map(path: &str, want: &[IdMapping]) -> Result<(), String> {
         .collect();
     got.sort_by_key(|m| m.container_id);
     want.sort();
-    let got: Vec<_> = got.iter().map(|m| (m.container_id, m.host_id, m.size)).collect();
+    let got: Vec<_> = got
+        .iter()
+        .map(|m| (m.container_id, m.host_id, m.size))
+        .collect();
     if got == want {
         Ok(())
     } else {
-        Err(format!("{path} is {got:?}, expected {want:?} (container, host, size)"))
+        Err(format!(
+            "{path} is {got:?}, expected {want:?} (container, host, size)"
+        ))
     }
 }
 
 fn time_offsets(spec: &Spec) -> Result<(), String> {
     let text = std::fs::read_to_string("/proc/self/timens_offsets")
         .map_err(|e| format!("/proc/self/timens_offsets: {e}"))?;
-    let offsets = &spec.linux.as_ref().expect("caller checked linux").time_offsets;
+    let offsets = &spec
+        .linux
+        .as_ref()
+        .expect("caller checked linux")
+        .time_offsets;
     for (clock, want) in offsets {
         let line = text
             .lines()
             .find(|l| l.split_whitespace().next() == Some(clock.as_str()))
             .ok_or_else(|| format!("no {clock} line in timens_offsets"))?;
         let f: Vec<&str> = line.split_whitespace().collect();
-        let got = (f.get(1).and_then(|s| s.parse::<i64>().ok()), f.get(2).and_then(|s| s.parse::<u32>().ok()));
+        let got = (
+            f.get(1).and_then(|s| s.parse::<i64>().ok()),
+            f.get(2).and_then(|s| s.parse::<u32>().ok()),
+        );
         if got != (Some(want.secs), Some(want.nanosecs)) {
-            return Err(format!("{clock} offset is {line:?}, expected {} {}", want.secs, want.nanosecs));
+            return Err(format!(
+                "{clock} offset is {line:?}, expected {} {}",
+                want.secs, want.nanosecs
+            ));
         }
     }
     Ok(())
@@ -152,6 +178,9 @@ mod tests {
         assert_eq!(namespace("net", None, &e), Outcome::Pass);
         assert!(matches!(namespace("net", Some(None), &e), Outcome::Fail(_)));
         e.ns_path.insert("net".into(), own);
-        assert_eq!(namespace("net", Some(Some("/proc/1/ns/net")), &e), Outcome::Pass);
+        assert_eq!(
+            namespace("net", Some(Some("/proc/1/ns/net")), &e),
+            Outcome::Pass
+        );
     }
 }

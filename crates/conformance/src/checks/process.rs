@@ -37,13 +37,19 @@ pub fn check<W: Write>(p: &Process, tap: &mut Tap<W>) {
         if (got == 1) == p.no_new_privileges {
             Ok(())
         } else {
-            Err(format!("NoNewPrivs is {got}, expected {}", p.no_new_privileges))
+            Err(format!(
+                "NoNewPrivs is {got}, expected {}",
+                p.no_new_privileges
+            ))
         }
     });
     tap.record("process.noNewPrivileges", r);
     capabilities(p, &status, tap);
     for rl in &p.rlimits {
-        tap.record(&format!("process.rlimits {}", rl.kind), rlimit(&rl.kind, rl.soft, rl.hard));
+        tap.record(
+            &format!("process.rlimits {}", rl.kind),
+            rlimit(&rl.kind, rl.soft, rl.hard),
+        );
     }
     if let Some(adj) = p.oom_score_adj {
         let r = procfs::read_trimmed("/proc/self/oom_score_adj").and_then(|got| {
@@ -64,7 +70,8 @@ pub fn check<W: Write>(p: &Process, tap: &mut Tap<W>) {
 }
 
 fn args(p: &Process) -> Result<(), String> {
-    let raw = std::fs::read("/proc/self/cmdline").map_err(|e| format!("/proc/self/cmdline: {e}"))?;
+    let raw =
+        std::fs::read("/proc/self/cmdline").map_err(|e| format!("/proc/self/cmdline: {e}"))?;
     let got: Vec<String> = raw
         .strip_suffix(&[0])
         .unwrap_or(&raw)
@@ -109,10 +116,16 @@ fn user(p: &Process, status: &Status) -> Result<(), String> {
     let uids = status.ids("Uid")?;
     let gids = status.ids("Gid")?;
     if uids.iter().any(|u| *u != p.user.uid) {
-        return Err(format!("Uid (real, effective, saved, fs) is {uids:?}, expected {}", p.user.uid));
+        return Err(format!(
+            "Uid (real, effective, saved, fs) is {uids:?}, expected {}",
+            p.user.uid
+        ));
     }
     if gids.iter().any(|g| *g != p.user.gid) {
-        return Err(format!("Gid (real, effective, saved, fs) is {gids:?}, expected {}", p.user.gid));
+        return Err(format!(
+            "Gid (real, effective, saved, fs) is {gids:?}, expected {}",
+            p.user.gid
+        ));
     }
     Ok(())
 }
@@ -126,7 +139,10 @@ fn groups(p: &Process, status: &Status) -> Result<(), String> {
         .collect();
     let want: BTreeSet<u32> = p.user.additional_gids.iter().copied().collect();
     // The primary gid may also be listed as a supplementary group; nothing else may be.
-    let extra: Vec<_> = got.difference(&want).filter(|g| **g != p.user.gid).collect();
+    let extra: Vec<_> = got
+        .difference(&want)
+        .filter(|g| **g != p.user.gid)
+        .collect();
     let missing: Vec<_> = want.difference(&got).collect();
     if extra.is_empty() && missing.is_empty() {
         Ok(())
@@ -205,7 +221,11 @@ pub fn mask_names(mask: u64) -> Vec<&'static str> {
 /// The sets the kernel leaves after `execve` (capabilities(7)), given what the runtime set before
 /// it. For uid 0 the file sets count as full, so permitted = inheritable | bounding and
 /// effective = permitted; for any other uid only the ambient set survives in permitted/effective.
-pub fn expected_after_exec(c: &Capabilities, uid: u32, last_cap: u32) -> Result<[(&'static str, u64); 5], String> {
+pub fn expected_after_exec(
+    c: &Capabilities,
+    uid: u32,
+    last_cap: u32,
+) -> Result<[(&'static str, u64); 5], String> {
     let bnd = cap_mask(&c.bounding, last_cap)?;
     let inh = cap_mask(&c.inheritable, last_cap)?;
     let amb = cap_mask(&c.ambient, last_cap)? & inh & cap_mask(&c.permitted, last_cap)?;
@@ -215,7 +235,13 @@ pub fn expected_after_exec(c: &Capabilities, uid: u32, last_cap: u32) -> Result<
     } else {
         (amb, amb)
     };
-    Ok([("CapBnd", bnd), ("CapInh", inh), ("CapAmb", amb), ("CapPrm", prm), ("CapEff", eff)])
+    Ok([
+        ("CapBnd", bnd),
+        ("CapInh", inh),
+        ("CapAmb", amb),
+        ("CapPrm", prm),
+        ("CapEff", eff),
+    ])
 }
 
 fn capabilities<W: Write>(p: &Process, status: &Status, tap: &mut Tap<W>) {
@@ -275,7 +301,9 @@ fn rlimit(name: &str, soft: u64, hard: u64) -> Result<(), String> {
     if (s, h) == (soft, hard) {
         Ok(())
     } else {
-        Err(format!("{name} is soft {s} hard {h}, expected soft {soft} hard {hard}"))
+        Err(format!(
+            "{name} is soft {s} hard {h}, expected soft {soft} hard {hard}"
+        ))
     }
 }
 
@@ -308,7 +336,9 @@ fn io_priority(class: &str, prio: i64) -> Outcome {
         None => (text.clone(), None),
     };
     if got_class != want || (want != "idle" && got_prio != Some(prio)) {
-        return Outcome::Fail(format!("ionice says {text:?}, expected {want}: prio {prio}"));
+        return Outcome::Fail(format!(
+            "ionice says {text:?}, expected {want}: prio {prio}"
+        ));
     }
     Outcome::Pass
 }
@@ -342,7 +372,10 @@ mod tests {
 
     #[test]
     fn masks_follow_kernel_bit_order() {
-        assert_eq!(cap_mask(&["CAP_KILL".into(), "CAP_CHOWN".into()], 40), Ok(0b100001));
+        assert_eq!(
+            cap_mask(&["CAP_KILL".into(), "CAP_CHOWN".into()], 40),
+            Ok(0b100001)
+        );
         assert!(cap_mask(&["CAP_TEST".into()], 40).is_err());
         assert_eq!(cap_mask(&["CAP_CHECKPOINT_RESTORE".into()], 39), Ok(0));
         assert_eq!(mask_names(0b100001), vec!["CAP_CHOWN", "CAP_KILL"]);
@@ -350,7 +383,13 @@ mod tests {
 
     #[test]
     fn root_gets_bounding_as_permitted_after_exec() {
-        let c = caps(&["CAP_KILL", "CAP_CHOWN"], &["CAP_KILL"], &[], &["CAP_KILL"], &[]);
+        let c = caps(
+            &["CAP_KILL", "CAP_CHOWN"],
+            &["CAP_KILL"],
+            &[],
+            &["CAP_KILL"],
+            &[],
+        );
         let e = expected_after_exec(&c, 0, 40).expect("known caps");
         assert_eq!(e[3], ("CapPrm", 0b100001));
         assert_eq!(e[4], ("CapEff", 0b100001));
@@ -358,7 +397,13 @@ mod tests {
 
     #[test]
     fn non_root_keeps_only_ambient() {
-        let c = caps(&["CAP_KILL", "CAP_CHOWN"], &["CAP_KILL"], &["CAP_KILL"], &["CAP_KILL"], &["CAP_KILL"]);
+        let c = caps(
+            &["CAP_KILL", "CAP_CHOWN"],
+            &["CAP_KILL"],
+            &["CAP_KILL"],
+            &["CAP_KILL"],
+            &["CAP_KILL"],
+        );
         let e = expected_after_exec(&c, 1000, 40).expect("known caps");
         assert_eq!(e[2], ("CapAmb", 0b100000));
         assert_eq!(e[3], ("CapPrm", 0b100000));

@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 pub const CHECKER: &str = "/berth-checker";
 
 pub fn require_root() {
-    assert!(nix::unistd::geteuid().is_root(), "the conformance suite creates containers: run it as root");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the conformance suite creates containers: run it as root"
+    );
 }
 
 /// Prints the conventional skip line; the caller returns right after.
@@ -156,8 +159,12 @@ impl Runtime {
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
-        serde_json::from_slice(&out.stdout)
-            .map_err(|e| format!("state output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "state output is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     pub fn status(&self, id: &str) -> Option<String> {
@@ -167,7 +174,12 @@ impl Runtime {
     }
 
     /// Polls `state` until the status is `want`; returns the last status seen on timeout.
-    pub fn wait_status(&self, id: &str, want: &str, timeout: Duration) -> Result<(), Option<String>> {
+    pub fn wait_status(
+        &self,
+        id: &str,
+        want: &str,
+        timeout: Duration,
+    ) -> Result<(), Option<String>> {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.status(id);
@@ -256,13 +268,18 @@ impl Bundle {
         }
         fs::write(spec_dir.join("expect.json"), expect.to_string()).expect("write expect.json");
         for f in ["config.json", "expect.json"] {
-            fs::set_permissions(spec_dir.join(f), fs::Permissions::from_mode(0o644)).expect("chmod spec");
+            fs::set_permissions(spec_dir.join(f), fs::Permissions::from_mode(0o644))
+                .expect("chmod spec");
         }
     }
 
     fn ns_path_inodes(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
-        for ns in self.config["linux"]["namespaces"].as_array().into_iter().flatten() {
+        for ns in self.config["linux"]["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             if let (Some(t), Some(p)) = (ns["type"].as_str(), ns["path"].as_str()) {
                 if let Ok(md) = fs::metadata(p) {
                     out.insert(proc_ns_name(t).to_string(), md.ino());
@@ -335,7 +352,11 @@ pub fn proc_ns_name(spec_type: &str) -> &str {
 pub fn host_ns() -> BTreeMap<String, u64> {
     ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"]
         .into_iter()
-        .filter_map(|n| fs::metadata(format!("/proc/self/ns/{n}")).ok().map(|m| (n.to_string(), m.ino())))
+        .filter_map(|n| {
+            fs::metadata(format!("/proc/self/ns/{n}"))
+                .ok()
+                .map(|m| (n.to_string(), m.ino()))
+        })
         .collect()
 }
 
@@ -392,15 +413,32 @@ pub fn default_config() -> Value {
 
 /// Busybox (static) with an applet link per command, passwd/group, and the checker.
 fn make_rootfs(rootfs: &Path) {
-    for d in ["bin", "sbin", "usr/bin", "etc", "proc", "sys", "dev", "tmp", "root", "var", "run", ".berth-spec"] {
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root",
+        "var",
+        "run",
+        ".berth-spec",
+    ] {
         fs::create_dir_all(rootfs.join(d)).expect("mkdir rootfs dir");
     }
     fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
     fs::set_permissions(rootfs, fs::Permissions::from_mode(0o755)).expect("chmod rootfs");
     let busybox = busybox_path();
     fs::copy(&busybox, rootfs.join("bin/busybox")).expect("copy busybox");
-    for applet in ["sh", "true", "false", "sleep", "cat", "echo", "ls", "ionice", "id", "env", "touch", "mkdir"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).expect("applet link");
+    for applet in [
+        "sh", "true", "false", "sleep", "cat", "echo", "ls", "ionice", "id", "env", "touch",
+        "mkdir",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
+            .expect("applet link");
     }
     fs::write(
         rootfs.join("etc/passwd"),
@@ -422,21 +460,28 @@ pub fn busybox_path() -> PathBuf {
 fn install_checker(rootfs: &Path) {
     let dest = rootfs.join(CHECKER.trim_start_matches('/'));
     if let Some(p) = std::env::var_os("BERTH_CHECKER") {
-        fs::copy(&p, &dest).unwrap_or_else(|e| panic!("copy BERTH_CHECKER {}: {e}", Path::new(&p).display()));
+        fs::copy(&p, &dest)
+            .unwrap_or_else(|e| panic!("copy BERTH_CHECKER {}: {e}", Path::new(&p).display()));
         return;
     }
     let built = env!("CARGO_BIN_EXE_berth-checker");
     fs::copy(built, &dest).expect("copy berth-checker");
     // A dynamic build needs its loader and libraries at the same paths inside the rootfs.
-    let out = Command::new("ldd").arg(built).output().expect("run ldd on berth-checker");
+    let out = Command::new("ldd")
+        .arg(built)
+        .output()
+        .expect("run ldd on berth-checker");
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let path = match line.split_once("=>") {
             Some((_, rest)) => rest.split_whitespace().next(),
             None => line.split_whitespace().next(),
         };
-        let Some(path) = path.filter(|p| p.starts_with('/')) else { continue };
+        let Some(path) = path.filter(|p| p.starts_with('/')) else {
+            continue;
+        };
         let target = rootfs.join(path.trim_start_matches('/'));
-        fs::create_dir_all(target.parent().expect("library has a parent dir")).expect("mkdir lib dir");
+        fs::create_dir_all(target.parent().expect("library has a parent dir"))
+            .expect("mkdir lib dir");
         fs::copy(path, &target).unwrap_or_else(|e| panic!("copy {path} into rootfs: {e}"));
     }
 }
@@ -493,7 +538,10 @@ pub fn run_checker(rt: &Runtime, bundle: &Bundle, name: &str) -> TapReport {
     ok(&out, "create");
     ok(&rt.start(&id), "start");
     if let Err(last) = rt.wait_status(&id, "stopped", Duration::from_secs(20)) {
-        panic!("container {id} did not stop; last status {last:?}; stdout so far:\n{}", bundle.stdout());
+        panic!(
+            "container {id} did not stop; last status {last:?}; stdout so far:\n{}",
+            bundle.stdout()
+        );
     }
     ok(&rt.delete(&id, false), "delete");
     std::mem::forget(guard);
@@ -533,7 +581,10 @@ pub fn assert_create_fails(bundle: &Bundle, name: &str) {
     let rt = Runtime::new();
     let id = unique_id(name);
     let out = rt.create(&id, bundle, &[]);
-    let guard = Container { rt: &rt, id: id.clone() };
+    let guard = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
     if out.status.success() {
         // Some runtimes only fail at start; the spec asks for an error either way.
         let started = rt.start(&id);
@@ -546,5 +597,8 @@ pub fn assert_create_fails(bundle: &Bundle, name: &str) {
         return;
     }
     drop(guard);
-    assert!(rt.state(&id).is_err(), "a failed create left container {id} behind");
+    assert!(
+        rt.state(&id).is_err(),
+        "a failed create left container {id} behind"
+    );
 }
