@@ -62,8 +62,12 @@ pub enum SeccompError {
         #[source]
         source: libseccomp::error::SeccompError,
     },
-    #[error("turn off libseccomp's implicit no_new_privs")]
-    Nnp(#[source] libseccomp::error::SeccompError),
+    #[error("set libseccomp filter attribute: {what}")]
+    Attribute {
+        what: &'static str,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
     #[error("export seccomp filter as BPF")]
     Export(#[source] libseccomp::error::SeccompError),
     #[error("read exported BPF")]
@@ -408,7 +412,14 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         action: spec.default_action().to_string(),
         source,
     })?;
-    ctx.set_ctl_nnp(false).map_err(SeccompError::Nnp)?;
+    let attr = |what| move |source| SeccompError::Attribute { what, source };
+    ctx.set_ctl_nnp(false)
+        .map_err(attr("no implicit no_new_privs"))?;
+    // A binary tree of syscall numbers instead of a linear list: for a ~400-syscall engine
+    // profile the kernel attaches it 2-5x faster (its per-syscall action cache emulates the
+    // filter) and evaluates it in log time.
+    ctx.set_ctl_optimize(2)
+        .map_err(attr("optimize level 2 (binary tree)"))?;
 
     for a in spec.architectures().iter().flatten() {
         ctx.add_arch(arch(*a))
