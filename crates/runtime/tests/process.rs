@@ -12,8 +12,21 @@ use oci_spec::runtime::{Linux, PosixRlimit, Process};
 const PROBE_ENV: &str = "BERTH_PROCESS_PROBE";
 
 fn probe(case: &str) -> Output {
+    probe_under(&[], case)
+}
+
+/// Runs the probe under `wrapper` (e.g. `unshare --user --map-root-user`).
+fn probe_under(wrapper: &[&str], case: &str) -> Output {
     let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let mut child = cmd
         .args([
             "--exact",
             "probe_entry",
@@ -172,6 +185,18 @@ fn probe_entry() {
                 Ok(()) => println!("ERROR: SKIP: this root has CAP_SYS_RESOURCE"),
             }
         }
+        "userns-setgroups-denied" => {
+            // Runs under `unshare --user --map-root-user`: a user namespace as rootless
+            // engines make it, setgroups denied and only our own ids mapped.
+            let user: oci_spec::runtime::User = serde_json::from_value(serde_json::json!(
+                {"uid": 0, "gid": 0, "additionalGids": [0, 5]}
+            ))
+            .expect("user json");
+            let warnings = process::apply_user(&user).expect("apply_user in userns");
+            for w in warnings {
+                println!("WARNING: {w}");
+            }
+        }
         other => panic!("unknown probe case {other}"),
     }
     std::process::exit(0);
@@ -245,4 +270,18 @@ fn raising_rlimit_without_cap_sys_resource_is_reported_clearly() {
     assert!(err.starts_with("setrlimit RLIMIT_NOFILE (soft "), "{err}");
     assert!(err.contains("needs CAP_SYS_RESOURCE"), "{err}");
     assert!(field(&out, "SOURCE").contains("EPERM"));
+}
+
+#[test]
+fn setgroups_denied_in_a_user_namespace_is_a_warning() {
+    let out = probe_under(
+        &["unshare", "--user", "--map-root-user"],
+        "userns-setgroups-denied",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        field(&out, "WARNING"),
+        "additionalGids [0, 5] not applied: setgroups is denied in this user namespace \
+         (/proc/self/setgroups is \"deny\")"
+    );
 }
