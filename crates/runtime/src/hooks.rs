@@ -207,13 +207,17 @@ fn command(hook: &Hook) -> Command {
     if let Some((argv0, rest)) = hook.args().as_deref().and_then(|a| a.split_first()) {
         cmd.arg0(argv0).args(rest);
     }
-    // The hook's environment is exactly `env` (as runc does), not the runtime's.
-    cmd.env_clear();
-    for entry in hook.env().iter().flatten() {
-        match entry.split_once('=') {
-            Some((k, v)) => cmd.env(k, v),
-            None => cmd.env(entry, ""),
-        };
+    // With `env` the hook's environment is exactly that list; without it the hook inherits
+    // the runtime's environment (runc's behaviour, which hooks such as GPU/network plugins
+    // written without `env` rely on for PATH).
+    if let Some(env) = hook.env() {
+        cmd.env_clear();
+        for entry in env {
+            match entry.split_once('=') {
+                Some((k, v)) => cmd.env(k, v),
+                None => cmd.env(entry, ""),
+            };
+        }
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())

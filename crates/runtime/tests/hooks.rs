@@ -221,3 +221,17 @@ fn hook_not_reading_stdin_and_background_children_do_not_hang() {
         start.elapsed()
     );
 }
+
+#[test]
+fn without_env_the_hook_inherits_the_runtime_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("env");
+    let pkg = std::env::var("CARGO_PKG_NAME").expect("cargo sets CARGO_PKG_NAME for tests");
+    hooks::run(
+        HookKind::Poststart,
+        &[sh(&format!("echo \"$CARGO_PKG_NAME\" > {}", out.display()))],
+        &state(),
+    )
+    .expect("hook");
+    assert_eq!(read(&out).trim(), pkg);
+}
