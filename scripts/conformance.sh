@@ -93,7 +93,11 @@ for n in "${names[@]}"; do
   if grep -q ' FAIL$' "$logs/$n.res"; then
     echo
     echo "== failures for $n"
-    awk '/^thread .* panicked at/ { getline msg; sub(/^thread /, ""); sub(/ \(.*/, ""); print "  " $0 ": " msg }' "$logs/$n.log" | cut -c1-220
+    # The panic message and up to three lines after it (the first `not ok` lines).
+    awk '
+      /^thread .* panicked at/ { sub(/^thread /, ""); sub(/ \(.*/, ""); print "  " $0 ":"; n = 4; next }
+      n > 0 && (/^$/ || /^stack backtrace/ || /^note: /) { n = 0 }
+      n > 0 { print "      " $0; n-- }' "$logs/$n.log" | cut -c1-220
   fi
 done
 if [ -n "${CONFORMANCE_LOG_DIR:-}" ]; then mkdir -p "$CONFORMANCE_LOG_DIR" && cp "$logs"/*.log "$CONFORMANCE_LOG_DIR"/; fi

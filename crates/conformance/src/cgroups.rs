@@ -212,6 +212,24 @@ pub fn check(
             Expect::Limit(h.limit as i64),
         );
     }
+    if let Some(w) = res.block_io.as_ref().and_then(|b| b.weight) {
+        want(
+            "blkio",
+            "blockIO.weight",
+            "blkio.weight",
+            None,
+            Expect::Exact(w.to_string()),
+        );
+    }
+    if let Some(c) = res.network.as_ref().and_then(|n| n.class_id) {
+        want(
+            "net_cls",
+            "network.classID",
+            "net_cls.classid",
+            None,
+            Expect::Exact(c.to_string()),
+        );
+    }
     if !res.devices.is_empty() {
         let outcome = match locate("devices") {
             None => Outcome::Skip("devices controller not visible".into()),

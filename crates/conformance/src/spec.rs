@@ -200,6 +200,22 @@ pub struct Resources {
     pub pids: Option<Pids>,
     pub hugepage_limits: Vec<HugepageLimit>,
     pub devices: Vec<DeviceRule>,
+    #[serde(rename = "blockIO")]
+    pub block_io: Option<BlockIo>,
+    pub network: Option<Network>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct BlockIo {
+    pub weight: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Network {
+    #[serde(rename = "classID")]
+    pub class_id: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,6 +283,9 @@ pub struct Expect {
     /// The propagation `/` must show when it differs from the config's word: a `slave` of a
     /// host mount that is not shared is private.
     pub rootfs_propagation: Option<String>,
+    /// For each bind mount destination: the mountinfo `root` the bind must show (the source's
+    /// path inside the host filesystem that holds it).
+    pub bind_roots: BTreeMap<String, String>,
 }
 
 /// The `/proc/self/ns` file name of a spec namespace type.

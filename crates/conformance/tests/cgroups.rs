@@ -182,9 +182,7 @@ fn linux_cgroups_relative_devices() {
 
 #[test]
 fn linux_cgroups_blkio() {
-    if !Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists()
-        && !Path::new("/sys/fs/cgroup/blkio/blkio.bfq.weight").exists()
-    {
+    if !blkio_weight_present() {
         return skip("no blkio weight files on this kernel (no proportional I/O scheduler)");
     }
     scenario(
@@ -204,6 +202,36 @@ fn linux_cgroups_network() {
         "cg-network",
         json!({ "network": { "classID": 1048577 } }),
         false,
+        &["net_cls"],
+    );
+}
+
+fn blkio_weight_present() -> bool {
+    Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists()
+}
+
+#[test]
+fn linux_cgroups_relative_blkio() {
+    if !blkio_weight_present() {
+        return skip("no blkio weight files on this kernel (no proportional I/O scheduler)");
+    }
+    scenario(
+        "cg-rblkio",
+        json!({ "blockIO": { "weight": 500 } }),
+        true,
+        &["blkio"],
+    );
+}
+
+#[test]
+fn linux_cgroups_relative_network() {
+    if !Path::new("/sys/fs/cgroup/net_cls").exists() {
+        return skip("net_cls/net_prio hierarchies are not mounted");
+    }
+    scenario(
+        "cg-rnetwork",
+        json!({ "network": { "classID": 1048577 } }),
+        true,
         &["net_cls"],
     );
 }

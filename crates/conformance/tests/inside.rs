@@ -338,6 +338,26 @@ fn linux_uid_mappings() {
 }
 
 #[test]
+fn linux_gid_mappings() {
+    // Different ranges for uids and gids, so a runtime writing one map into the other shows.
+    let mut b = Bundle::new(&[]);
+    b.set_namespace("user", None);
+    b.set(
+        &["linux", "uidMappings"],
+        json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]),
+    );
+    b.set(
+        &["linux", "gidMappings"],
+        json!([
+            { "containerID": 0, "hostID": 300000, "size": 1000 },
+            { "containerID": 1000, "hostID": 400000, "size": 64536 }
+        ]),
+    );
+    let r = inside(&b, "linux_gid_mappings");
+    assert!(r.passed_containing("linux.gidMappings"));
+}
+
+#[test]
 fn linux_time_offsets() {
     if fs::metadata("/proc/self/ns/time").is_err() {
         return skip("kernel has no time namespaces");

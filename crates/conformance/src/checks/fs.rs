@@ -37,7 +37,7 @@ pub fn check<W: Write>(spec: &Spec, expect: &Expect, tap: &mut Tap<W>) {
     for m in &spec.mounts {
         tap.record(
             &format!("mounts: {} is mounted as asked", m.destination),
-            mount_matches(&mounts, m),
+            mount_matches(&mounts, m, expect),
         );
     }
     default_devices(spec, tap);
@@ -112,11 +112,21 @@ pub fn clean(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-fn mount_matches(mounts: &[MountInfo], m: &Mount) -> Result<(), String> {
+fn mount_matches(mounts: &[MountInfo], m: &Mount, expect: &Expect) -> Result<(), String> {
     let dest = clean(&m.destination);
     let Some(found) = mountinfo::topmost(mounts, &dest) else {
         return Err(format!("nothing is mounted at {dest}"));
     };
+    if m.is_bind() {
+        if let Some(root) = expect.bind_roots.get(&dest) {
+            if &found.root != root {
+                return Err(format!(
+                    "{dest} binds {} of its filesystem, expected {root} (source {:?})",
+                    found.root, m.source
+                ));
+            }
+        }
+    }
     let kind = m.kind.as_deref().unwrap_or("");
     if !m.is_bind() && !kind.is_empty() && kind != "none" {
         // cgroup v1 is a tmpfs holding one mount per hierarchy; v2 is one cgroup2 mount.

@@ -262,7 +262,11 @@ impl Bundle {
         let spec_dir = self.rootfs().join(".berth-spec");
         fs::create_dir_all(&spec_dir).expect("mkdir .berth-spec");
         fs::write(spec_dir.join("config.json"), &text).expect("write spec copy");
-        let mut expect = json!({ "host_ns": host_ns(), "ns_path": self.ns_path_inodes() });
+        let mut expect = json!({
+            "host_ns": host_ns(),
+            "ns_path": self.ns_path_inodes(),
+            "bind_roots": self.bind_roots(),
+        });
         for (k, v) in &self.expect {
             expect[k] = v.clone();
         }
@@ -285,6 +289,50 @@ impl Bundle {
                     out.insert(proc_ns_name(t).to_string(), md.ino());
                 }
             }
+        }
+        out
+    }
+
+    /// The mountinfo root each bind mount must show: the source's path inside the host
+    /// filesystem holding it (its mount's root joined with the rest of the path).
+    fn bind_roots(&self) -> BTreeMap<String, String> {
+        let Ok(host) = berth_conformance::mountinfo::read_self() else {
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for m in self.config["mounts"].as_array().into_iter().flatten() {
+            let bind = m["type"] == "bind"
+                || m["options"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"));
+            let (Some(src), Some(dest)) = (m["source"].as_str(), m["destination"].as_str()) else {
+                continue;
+            };
+            let Ok(src) = fs::canonicalize(src) else {
+                continue;
+            };
+            if !bind || !src.is_dir() {
+                continue;
+            }
+            let src = src.to_string_lossy().into_owned();
+            let Some(holder) = berth_conformance::mountinfo::containing(&host, &src) else {
+                continue;
+            };
+            let rest = src
+                .strip_prefix(holder.mount_point.trim_end_matches('/'))
+                .unwrap_or("");
+            let root = format!(
+                "{}/{}",
+                holder.root.trim_end_matches('/'),
+                rest.trim_start_matches('/')
+            );
+            let root = if root.len() > 1 {
+                root.trim_end_matches('/').to_string()
+            } else {
+                root
+            };
+            let dest = berth_conformance::checks::fs::clean(dest);
+            out.insert(dest, root);
         }
         out
     }
