@@ -7,11 +7,11 @@
 //!    openat2(RESOLVE_IN_ROOT), mounted onto `/proc/self/fd/<fd>` — see `rootfs/resolve.rs`),
 //!    then the default devices, `linux.devices` and the /dev symlinks.
 //! 2. [`pivot`]: pivot_root (or MS_MOVE + chroot with `no_pivot`).
-//! 3. [`finalize`] (after pivot): hostname/domainname, `linux.sysctl`, `linux.readonlyPaths`,
+//! 3. [`finalize`] (after pivot): `linux.sysctl`, `linux.readonlyPaths`,
 //!    `linux.maskedPaths`, read-only tmpfs, `root.readonly`, final `rootfsPropagation`.
 //!
-//! [`setup_console`] binds a terminal onto /dev/console (after pivot), [`set_hostname`] is also
-//! usable alone. Submodules: `options` (mount option parser), `resolve` (in-root paths),
+//! [`setup_console`] binds a terminal onto /dev/console (after pivot); [`set_hostname`] sets
+//! hostname/domainname (call it before `finalize`, which makes /proc/sys read-only). Submodules: `options` (mount option parser), `resolve` (in-root paths),
 //! `mounts` and `cgroup` (one mount entry), `copyup` (tmpcopyup), `devices`, `pivot`,
 //! `finalize`, `mountinfo`.
 
@@ -372,7 +372,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     }
 }
 
-/// After pivot: hostname/domainname, sysctl, read-only and masked paths, read-only tmpfs and
+/// After pivot: sysctl, read-only and masked paths, read-only tmpfs and
 /// root, final rootfsPropagation (see the module doc).
 pub fn finalize(spec: &Spec) -> Result<(), RootfsError> {
     finalize::finalize(spec)

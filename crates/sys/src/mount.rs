@@ -323,14 +323,27 @@ pub fn new_userns_fd(uid_map: &str, gid_map: &str) -> Result<OwnedFd, Errno> {
 
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;
     let (hold_r, hold_w) = pipe2(OFlag::O_CLOEXEC)?;
-    // SAFETY: the child only calls async-signal-safe functions (unshare, write, read, _exit)
-    // and never returns into Rust code that could touch locks held by other threads.
+    // SAFETY: the child only calls async-signal-safe functions (unshare, readlink, write, read,
+    // _exit) and never returns into Rust code that could touch locks held by other threads.
     match unsafe { fork() }? {
         ForkResult::Child => {
             drop(ready_r);
             drop(hold_w);
-            let ok: u8 = u8::from(unshare(CloneFlags::CLONE_NEWUSER).is_ok());
-            let _ = write(&ready_w, &[ok]);
+            // Our pid as the /proc in use numbers it (the caller may be in a pid namespace
+            // that this /proc doesn't belong to), sent after the status byte.
+            let mut msg = [0u8; 33];
+            msg[0] = u8::from(unshare(CloneFlags::CLONE_NEWUSER).is_ok());
+            // SAFETY: readlink is async-signal-safe; the path is a NUL-terminated literal and
+            // the buffer is a stack array whose length is passed.
+            let n = unsafe {
+                libc::readlink(
+                    c"/proc/self".as_ptr(),
+                    msg[1..].as_mut_ptr().cast(),
+                    msg.len() - 1,
+                )
+            };
+            let len = 1 + usize::try_from(n).unwrap_or(0);
+            let _ = write(&ready_w, &msg[..len]);
             let mut buf = [0u8; 1];
             let _ = read(&hold_r, &mut buf);
             // SAFETY: _exit is async-signal-safe and skips destructors and atexit handlers.
@@ -340,19 +353,20 @@ pub fn new_userns_fd(uid_map: &str, gid_map: &str) -> Result<OwnedFd, Errno> {
             drop(ready_w);
             drop(hold_r);
             let result = (|| {
-                let mut buf = [0u8; 1];
+                let mut buf = [0u8; 33];
                 let n = read(&ready_r, &mut buf)?;
-                if n != 1 || buf[0] != 1 {
+                if n < 2 || buf[0] != 1 {
                     return Err(Errno::EPERM);
                 }
+                let proc_pid = std::str::from_utf8(&buf[1..n]).map_err(|_| Errno::EIO)?;
                 let write_map = |file: &str, map: &str| -> Result<(), Errno> {
-                    std::fs::write(format!("/proc/{child}/{file}"), map)
+                    std::fs::write(format!("/proc/{proc_pid}/{file}"), map)
                         .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
                 };
                 write_map("uid_map", uid_map)?;
                 write_map("gid_map", gid_map)?;
                 nix::fcntl::open(
-                    format!("/proc/{child}/ns/user").as_str(),
+                    format!("/proc/{proc_pid}/ns/user").as_str(),
                     OFlag::O_RDONLY | OFlag::O_CLOEXEC,
                     Mode::empty(),
                 )
@@ -410,6 +424,22 @@ mod tests {
         )
         .is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn new_userns_fd_holds_the_maps() {
+        let fd = match new_userns_fd("0 1000 1\n", "0 2000 1\n") {
+            Ok(fd) => fd,
+            Err(Errno::EPERM) if !nix::unistd::geteuid().is_root() => {
+                println!("SKIP: writing id maps needs root");
+                return;
+            }
+            Err(e) => panic!("new_userns_fd: {e}"),
+        };
+        let link = std::fs::read_link(fd_path(fd.as_fd())).expect("readlink");
+        let own = std::fs::read_link("/proc/self/ns/user").expect("readlink");
+        assert!(link.to_string_lossy().starts_with("user:["), "{link:?}");
+        assert_ne!(link, own, "not a new user namespace");
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! What happens once the process root is the container's: hostname/domainname, `linux.sysctl`,
-//! `linux.readonlyPaths`, `linux.maskedPaths`, read-only tmpfs mounts, `root.readonly`, and the
+//! What happens once the process root is the container's: `linux.sysctl`, `linux.readonlyPaths`, `linux.maskedPaths`, read-only tmpfs mounts, `root.readonly`, and the
 //! final `linux.rootfsPropagation` of `/`.
 //!
 //! All of it uses the fd based mount API (open_tree/fsmount + move_mount onto an fd resolved
@@ -27,7 +26,6 @@ use super::RootfsError;
 /// Everything after pivot, in runc's order.
 pub(super) fn finalize(spec: &Spec) -> Result<(), RootfsError> {
     let root = Root::open(Path::new("/"))?;
-    set_hostname(spec)?;
     let linux = spec.linux().as_ref();
     if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
         let mut keys: Vec<_> = sysctl.iter().collect();
@@ -76,7 +74,8 @@ pub(super) fn finalize(spec: &Spec) -> Result<(), RootfsError> {
 }
 
 /// `hostname` and `domainname` of the spec, which needs a UTS namespace for them (never change
-/// the host's). The domain name is written through /proc/sys/kernel/domainname.
+/// the host's). The domain name is written through /proc/sys/kernel/domainname, so call it
+/// before `finalize` makes /proc/sys read-only (`finalize` itself doesn't call it).
 pub fn set_hostname(spec: &Spec) -> Result<(), RootfsError> {
     let hostname = spec.hostname().as_deref();
     let domainname = spec.domainname().as_deref();
