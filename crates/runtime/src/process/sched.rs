@@ -280,4 +280,62 @@ mod tests {
             .to_string()
             .contains("SCHED_ISO"));
     }
+
+    /// Runs `f` on a throw-away thread: affinity, ioprio and scheduling attributes set with
+    /// "self" apply to the calling thread only.
+    fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(f).join().expect("thread")
+    }
+
+    #[test]
+    fn exec_cpu_affinity_final_pins_the_thread() {
+        let allowed = on_thread(|| {
+            let aff: ExecCPUAffinity =
+                serde_json::from_value(serde_json::json!({"initial": "0-1", "final": "0"}))
+                    .expect("affinity");
+            set_exec_cpu_affinity(&aff, AffinityStage::Final).expect("final");
+            std::fs::read_to_string("/proc/thread-self/status")
+                .expect("status")
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Cpus_allowed_list:")
+                        .map(|v| v.trim().to_string())
+                })
+                .expect("Cpus_allowed_list")
+        });
+        assert_eq!(allowed, "0");
+    }
+
+    #[test]
+    fn io_priority_class_and_level_reach_the_kernel() {
+        let got = on_thread(|| {
+            let prio: LinuxIOPriority = serde_json::from_value(
+                serde_json::json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0}),
+            )
+            .expect("prio");
+            set_io_priority(&prio).expect("ioprio idle");
+            attr::ioprio_get().expect("ioprio_get")
+        });
+        assert_eq!(got, attr::ioprio_value(IoprioClass::Idle, 0));
+        let bad: LinuxIOPriority =
+            serde_json::from_value(serde_json::json!({"class": "IOPRIO_CLASS_BE", "priority": 8}))
+                .expect("prio");
+        assert!(matches!(
+            set_io_priority(&bad),
+            Err(ProcessError::IoPriorityRange(8))
+        ));
+    }
+
+    #[test]
+    fn scheduler_idle_reaches_the_kernel() {
+        let policy = on_thread(|| {
+            let s = SchedulerBuilder::default()
+                .policy(LinuxSchedulerPolicy::SchedIdle)
+                .build()
+                .expect("scheduler");
+            set_scheduler(&s).expect("SCHED_IDLE");
+            attr::sched_getattr().expect("sched_getattr").sched_policy
+        });
+        assert_eq!(policy, 5);
+    }
 }
