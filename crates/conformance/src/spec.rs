@@ -65,6 +65,16 @@ pub struct Process {
     pub oom_score_adj: Option<i64>,
     pub io_priority: Option<IoPriority>,
     pub apparmor_profile: Option<String>,
+    #[serde(rename = "execCPUAffinity")]
+    pub exec_cpu_affinity: Option<ExecCpuAffinity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ExecCpuAffinity {
+    pub initial: Option<String>,
+    #[serde(rename = "final")]
+    pub final_: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +152,14 @@ pub struct Linux {
     pub resources: Option<Resources>,
     pub cgroups_path: Option<String>,
     pub time_offsets: BTreeMap<String, TimeOffset>,
+    pub personality: Option<Personality>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Personality {
+    pub domain: String,
+    pub flags: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -286,6 +304,8 @@ pub struct Expect {
     /// For each bind mount destination: the mountinfo `root` the bind must show (the source's
     /// path inside the host filesystem that holds it).
     pub bind_roots: BTreeMap<String, String>,
+    /// The mountinfo `root` of the container's `/`: the bundle's rootfs inside its filesystem.
+    pub root_root: Option<String>,
 }
 
 /// The `/proc/self/ns` file name of a spec namespace type.

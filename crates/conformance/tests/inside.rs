@@ -479,6 +479,25 @@ fn process_io_priority() {
 }
 
 #[test]
+fn linux_personality() {
+    let mut b = Bundle::new(&[]);
+    b.set(&["linux", "personality"], json!({ "domain": "LINUX32" }));
+    let r = inside(&b, "linux_personality");
+    assert!(r.passed_containing("linux.personality"));
+}
+
+#[test]
+fn process_exec_cpu_affinity() {
+    let mut b = Bundle::new(&[]);
+    b.set(
+        &["process", "execCPUAffinity"],
+        json!({ "initial": "0", "final": "0" }),
+    );
+    let r = inside(&b, "process_exec_cpu_affinity");
+    assert!(r.passed_containing("process.execCPUAffinity.final"));
+}
+
+#[test]
 fn config_updates_without_affect() {
     // Changing config.json after create must not change the container.
     let rt = Runtime::new();

@@ -19,6 +19,17 @@ pub fn check<W: Write>(spec: &Spec, expect: &Expect, tap: &mut Tap<W>) {
         }
     };
     let linux = spec.linux.as_ref();
+    if let Some(want) = &expect.root_root {
+        let r = match mountinfo::topmost(&mounts, "/") {
+            Some(m) if &m.root == want => Ok(()),
+            Some(m) => Err(format!(
+                "/ is {} of its filesystem, expected {want}",
+                m.root
+            )),
+            None => Err("no mount at / in mountinfo".into()),
+        };
+        tap.record("root.path: / is the bundle's rootfs", r);
+    }
     if let Some(root) = &spec.root {
         if root.readonly {
             tap.record(

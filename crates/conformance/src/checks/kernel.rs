@@ -12,6 +12,9 @@ pub fn check<W: Write>(spec: &Spec, tap: &mut Tap<W>) {
     for (key, want) in &linux.sysctl {
         tap.record(&format!("linux.sysctl {key}"), sysctl(key, want));
     }
+    if let Some(p) = &linux.personality {
+        tap.record("linux.personality", personality(&p.domain));
+    }
     if let Some(seccomp) = &linux.seccomp {
         let mode = Status::read_self().and_then(|s| s.number("Seccomp"));
         let r = match mode {
@@ -21,6 +24,23 @@ pub fn check<W: Write>(spec: &Spec, tap: &mut Tap<W>) {
         };
         tap.record("linux.seccomp: a filter is installed", r);
         probes(seccomp, tap);
+    }
+}
+
+/// The execution domain in /proc/self/personality (low byte: PER_LINUX 0, PER_LINUX32 8).
+fn personality(domain: &str) -> Result<(), String> {
+    let want = match domain {
+        "LINUX" => 0,
+        "LINUX32" => 8,
+        other => return Err(format!("unknown personality domain {other}")),
+    };
+    let text = procfs::read_trimmed("/proc/self/personality")?;
+    let got =
+        u64::from_str_radix(&text, 16).map_err(|_| format!("personality {text:?} is not hex"))?;
+    if got & 0xff == want {
+        Ok(())
+    } else {
+        Err(format!("personality is {text}, expected domain {domain}"))
     }
 }
 

@@ -19,6 +19,18 @@ pub fn check<W: Write>(spec: &Spec, expect: &Expect, tap: &mut Tap<W>) {
             namespace(kind, entry.map(|e| e.path.as_deref()), expect),
         );
     }
+    if namespaces
+        .iter()
+        .any(|n| n.kind == "pid" && n.path.is_none())
+    {
+        let pid = std::process::id();
+        let r = if pid == 1 {
+            Ok(())
+        } else {
+            Err(format!("pid is {pid}"))
+        };
+        tap.record("process is pid 1 of its new pid namespace", r);
+    }
     if let Some(h) = &spec.hostname {
         // procfs, not gethostname(3): glibc asks uname(2), which a seccomp scenario may deny.
         let r = procfs::read_trimmed("/proc/sys/kernel/hostname").and_then(|got| {

@@ -64,8 +64,66 @@ pub fn check<W: Write>(p: &Process, tap: &mut Tap<W>) {
     if let Some(io) = &p.io_priority {
         tap.record("process.ioPriority", io_priority(&io.class, io.priority));
     }
+    if let Some(want) = p
+        .exec_cpu_affinity
+        .as_ref()
+        .and_then(|a| a.final_.as_deref())
+    {
+        let r = status
+            .get("Cpus_allowed_list")
+            .map(str::to_string)
+            .and_then(|got| match (cpu_set(want), cpu_set(&got)) {
+                (Some(w), Some(g)) if w == g => Ok(()),
+                _ => Err(format!("Cpus_allowed_list is {got}, expected {want}")),
+            });
+        tap.record("process.execCPUAffinity.final", r);
+    }
+    tap.record("no file descriptors leaked beyond stdio", leaked_fds());
     if let Some(profile) = p.apparmor_profile.as_deref().filter(|s| !s.is_empty()) {
         tap.record("process.apparmorProfile", apparmor(profile));
+    }
+}
+
+/// A CPU list (`0-2,4`) as a sorted set.
+pub fn cpu_set(list: &str) -> Option<BTreeSet<u32>> {
+    let mut out = BTreeSet::new();
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                out.extend(a.trim().parse::<u32>().ok()?..=b.trim().parse::<u32>().ok()?)
+            }
+            None => {
+                out.insert(part.trim().parse().ok()?);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Every fd above 2 (other than the one listing /proc/self/fd) was opened by the runtime and
+/// leaked into the container (the CVE-2024-21626 class of bugs).
+fn leaked_fds() -> Result<(), String> {
+    let dir = std::fs::read_dir("/proc/self/fd").map_err(|e| format!("/proc/self/fd: {e}"))?;
+    let mut leaked = Vec::new();
+    for e in dir.flatten() {
+        let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if fd <= 2 {
+            continue;
+        }
+        match std::fs::read_link(e.path()) {
+            // The directory being listed.
+            Ok(t) if t.to_string_lossy().ends_with("/fd") && t.starts_with("/proc") => {}
+            // Gone by now: it was the read_dir fd itself.
+            Err(_) => {}
+            Ok(t) => leaked.push(format!("{fd} -> {}", t.display())),
+        }
+    }
+    if leaked.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("open fds: {}", leaked.join(", ")))
     }
 }
 
@@ -410,6 +468,13 @@ mod tests {
         let c = caps(&["CAP_KILL"], &["CAP_KILL"], &[], &["CAP_KILL"], &[]);
         let e = expected_after_exec(&c, 1000, 40).expect("known caps");
         assert_eq!(e[4], ("CapEff", 0));
+    }
+
+    #[test]
+    fn cpu_lists_parse() {
+        assert_eq!(cpu_set("0-2,5"), Some([0, 1, 2, 5].into_iter().collect()));
+        assert_eq!(cpu_set("1"), Some([1].into_iter().collect()));
+        assert_eq!(cpu_set("x"), None);
     }
 
     #[test]

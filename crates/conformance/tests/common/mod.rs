@@ -266,6 +266,7 @@ impl Bundle {
             "host_ns": host_ns(),
             "ns_path": self.ns_path_inodes(),
             "bind_roots": self.bind_roots(),
+            "root_root": self.root_path().and_then(|p| host_fs_root(&p)),
         });
         for (k, v) in &self.expect {
             expect[k] = v.clone();
@@ -296,9 +297,6 @@ impl Bundle {
     /// The mountinfo root each bind mount must show: the source's path inside the host
     /// filesystem holding it (its mount's root joined with the rest of the path).
     fn bind_roots(&self) -> BTreeMap<String, String> {
-        let Ok(host) = berth_conformance::mountinfo::read_self() else {
-            return BTreeMap::new();
-        };
         let mut out = BTreeMap::new();
         for m in self.config["mounts"].as_array().into_iter().flatten() {
             let bind = m["type"] == "bind"
@@ -308,33 +306,24 @@ impl Bundle {
             let (Some(src), Some(dest)) = (m["source"].as_str(), m["destination"].as_str()) else {
                 continue;
             };
-            let Ok(src) = fs::canonicalize(src) else {
-                continue;
-            };
-            if !bind || !src.is_dir() {
+            if !bind || !Path::new(src).is_dir() {
                 continue;
             }
-            let src = src.to_string_lossy().into_owned();
-            let Some(holder) = berth_conformance::mountinfo::containing(&host, &src) else {
-                continue;
-            };
-            let rest = src
-                .strip_prefix(holder.mount_point.trim_end_matches('/'))
-                .unwrap_or("");
-            let root = format!(
-                "{}/{}",
-                holder.root.trim_end_matches('/'),
-                rest.trim_start_matches('/')
-            );
-            let root = if root.len() > 1 {
-                root.trim_end_matches('/').to_string()
-            } else {
-                root
-            };
-            let dest = berth_conformance::checks::fs::clean(dest);
-            out.insert(dest, root);
+            if let Some(root) = host_fs_root(Path::new(src)) {
+                out.insert(berth_conformance::checks::fs::clean(dest), root);
+            }
         }
         out
+    }
+
+    /// root.path as a host path (relative paths are relative to the bundle).
+    fn root_path(&self) -> Option<PathBuf> {
+        let p = Path::new(self.config["root"]["path"].as_str()?);
+        Some(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir().join(p)
+        })
     }
 
     /// Sets a value at a JSON pointer-like path of keys, creating objects on the way.
@@ -386,6 +375,25 @@ impl Bundle {
     pub fn stderr(&self) -> String {
         fs::read_to_string(self.dir().join("stderr")).unwrap_or_default()
     }
+}
+
+/// The path of a host directory inside the filesystem holding it: what mountinfo shows as the
+/// `root` of a bind mount of that directory.
+pub fn host_fs_root(path: &Path) -> Option<String> {
+    let host = berth_conformance::mountinfo::read_self().ok()?;
+    let path = fs::canonicalize(path).ok()?.to_string_lossy().into_owned();
+    let holder = berth_conformance::mountinfo::containing(&host, &path)?;
+    let rest = path.strip_prefix(holder.mount_point.trim_end_matches('/'))?;
+    let root = format!(
+        "{}/{}",
+        holder.root.trim_end_matches('/'),
+        rest.trim_start_matches('/')
+    );
+    Some(if root.len() > 1 {
+        root.trim_end_matches('/').to_string()
+    } else {
+        root
+    })
 }
 
 pub fn proc_ns_name(spec_type: &str) -> &str {
