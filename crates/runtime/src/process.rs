@@ -143,6 +143,8 @@ pub enum ProcessError {
         #[source]
         source: ::caps::errors::CapsError,
     },
+    #[error("drop capabilities newer than this build knows from the bounding set")]
+    UnnamedBoundingCaps(#[source] std::io::Error),
     #[error("seccomp")]
     Seccomp(#[source] SeccompError),
 }

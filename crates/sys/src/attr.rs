@@ -213,6 +213,27 @@ pub fn seccomp_flag_supported(flag: u32) -> bool {
     rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
 }
 
+/// Drops from the bounding set every capability numbered above `highest_known` up to the
+/// kernel's `/proc/sys/kernel/cap_last_cap`: capabilities newer than the `caps` crate knows
+/// can't be named, but must not stay in a container's bounding set. Returns how many it
+/// dropped. Needs `CAP_SETPCAP`.
+pub fn drop_unnamed_bounding_caps(highest_known: u32) -> io::Result<u32> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")?
+        .trim()
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "unreadable cap_last_cap"))?;
+    let mut dropped = 0;
+    for cap in highest_known.saturating_add(1)..=last {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no memory of ours.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        dropped += 1;
+    }
+    Ok(dropped)
+}
+
 /// Makes `cmd`'s child mark every descriptor above stdio close-on-exec right before it execs
 /// (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`), so nothing the runtime holds open — state dir,
 /// exec fifo, sockets, a leaked non-CLOEXEC fd — reaches the program (CVE-2024-21626 class).
@@ -348,5 +369,16 @@ mod tests {
     fn seccomp_flag_probe() {
         assert!(seccomp_flag_supported(seccomp_flags::TSYNC));
         assert!(!seccomp_flag_supported(1 << 30));
+    }
+
+    #[test]
+    fn unnamed_bounding_caps_above_the_last_are_none() {
+        // Nothing above cap_last_cap exists: dropping "above the last" drops nothing.
+        let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .expect("cap_last_cap")
+            .trim()
+            .parse()
+            .expect("number");
+        assert_eq!(drop_unnamed_bounding_caps(last).expect("drop"), 0);
     }
 }

@@ -71,6 +71,14 @@ pub fn apply_capabilities(spec: &LinuxCapabilities) -> Result<Warnings, ProcessE
         caps::drop(None, CapSet::Bounding, *cap)
             .map_err(caps_err(format!("drop {cap} from bounding")))?;
     }
+    // Capabilities of a kernel newer than the `caps` crate have no name here: drop them too.
+    let highest_known = caps::all()
+        .iter()
+        .map(|c| u32::from(c.index()))
+        .max()
+        .unwrap_or(0);
+    berth_sys::attr::drop_unnamed_bounding_caps(highest_known)
+        .map_err(ProcessError::UnnamedBoundingCaps)?;
     caps::set(None, CapSet::Inheritable, &inheritable).map_err(caps_err("set inheritable"))?;
     if !effective.is_subset(&permitted) {
         let extra: Vec<String> = effective
