@@ -544,14 +544,7 @@ fn run_exit_code() {
     let b = Bundle::new(&["/bin/sh", "-c", "exit 7"]);
     b.write();
     let id = unique_id("run");
-    let out = rt
-        .cmd()
-        .args(["run", "--bundle"])
-        .arg(b.dir())
-        .arg(&id)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run the runtime");
+    let out = rt.run(&["run", "--bundle", b.dir().to_str().expect("utf8 path"), &id]);
     let _c = Container {
         rt: &rt,
         id: id.clone(),

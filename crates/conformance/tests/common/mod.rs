@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -106,11 +106,16 @@ impl Runtime {
 
     /// Runs one CLI verb to completion, output captured.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()))
+        let out = tempfile::tempfile().expect("temp file for stdout");
+        let err = tempfile::tempfile().expect("temp file for stderr");
+        let mut cmd = self.cmd();
+        cmd.args(args);
+        let status = run_timed(cmd, &out, &err);
+        Output {
+            status,
+            stdout: read_back(out),
+            stderr: read_back(err),
+        }
     }
 
     /// `create --bundle B ID` with the container's stdio going to `B/stdout` and `B/stderr`
@@ -118,18 +123,13 @@ impl Runtime {
     pub fn create(&self, id: &str, bundle: &Bundle, extra: &[&str]) -> Output {
         let out = fs::File::create(bundle.dir().join("stdout")).expect("create stdout file");
         let err = fs::File::create(bundle.dir().join("stderr")).expect("create stderr file");
-        let status = self
-            .cmd()
-            .arg("create")
+        let mut cmd = self.cmd();
+        cmd.arg("create")
             .args(extra)
             .arg("--bundle")
             .arg(bundle.dir())
-            .arg(id)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
+            .arg(id);
+        let status = run_timed(cmd, &out, &err);
         Output {
             status,
             stdout: Vec::new(),
@@ -192,6 +192,51 @@ impl Runtime {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// How long one runtime command may take before the harness kills it (BERTH_CONF_TIMEOUT,
+/// seconds): a hanging runtime fails its test instead of hanging the suite.
+fn command_timeout() -> Duration {
+    let secs = std::env::var("BERTH_CONF_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+/// Runs `cmd` with stdin from /dev/null and stdout/stderr into the given files, killing it at
+/// the timeout (its status then shows the signal).
+pub fn run_timed(mut cmd: Command, out: &fs::File, err: &fs::File) -> ExitStatus {
+    let program = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup stdout file"))
+        .stderr(err.try_clone().expect("dup stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let deadline = Instant::now() + command_timeout();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the runtime") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "TIMEOUT: {program} ran longer than {:?}; killed",
+                command_timeout()
+            );
+            let _ = child.kill();
+            return child.wait().expect("reap the killed runtime");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn read_back(mut f: fs::File) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let mut buf = Vec::new();
+    let _ = f.seek(std::io::SeekFrom::Start(0));
+    let _ = f.read_to_end(&mut buf);
+    buf
 }
 
 /// Deletes the container (with --force) when dropped.
