@@ -21,6 +21,8 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use mountinfo::MountInfo;
+
 mod cgroup;
 mod copyup;
 mod devices;
@@ -236,6 +238,8 @@ pub(crate) struct Ctx<'a> {
     userns: bool,
     /// The container has its own cgroup namespace: cgroup filesystems are mounted, not bound.
     cgroupns: bool,
+    /// The mount table before the rootfs was touched (the host's hierarchies, for cgroup).
+    mountinfo: Vec<MountInfo>,
 }
 
 fn has_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
@@ -276,11 +280,7 @@ fn root_propagation(spec: &Spec) -> Result<(MsFlags, String), RootfsError> {
 
 /// Make the mount holding `rootfs` private if it is shared: pivot_root refuses a shared parent,
 /// and the rootfs bind would otherwise propagate to the host.
-fn make_parent_private(rootfs: &Path) -> Result<(), RootfsError> {
-    let infos = mountinfo::read_self().map_err(|source| RootfsError::Read {
-        path: "/proc/self/mountinfo".into(),
-        source,
-    })?;
+fn make_parent_private(rootfs: &Path, infos: &[MountInfo]) -> Result<(), RootfsError> {
     let parent = infos
         .iter()
         .filter(|i| rootfs.starts_with(&i.mount_point))
@@ -320,7 +320,11 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path) -> Result<(), RootfsEr
         what: "canonicalize",
         source: resolve::errno_of(&e),
     })?;
-    make_parent_private(&canonical)?;
+    let mountinfo = mountinfo::read_self().map_err(|source| RootfsError::Read {
+        path: "/proc/self/mountinfo".into(),
+        source,
+    })?;
+    make_parent_private(&canonical, &mountinfo)?;
     nix::mount::mount(
         Some(&canonical),
         &canonical,
@@ -351,6 +355,7 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path) -> Result<(), RootfsEr
         bundle,
         userns: has_namespace(spec, LinuxNamespaceType::User) || in_user_namespace(),
         cgroupns: has_namespace(spec, LinuxNamespaceType::Cgroup),
+        mountinfo,
     };
     for m in spec.mounts().iter().flatten() {
         mounts::mount_entry(&ctx, m)?;

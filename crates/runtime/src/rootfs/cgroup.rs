@@ -18,8 +18,8 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 use oci_spec::runtime::Mount;
 
-use super::mountinfo::{self, MountInfo};
-use super::mounts::{after_mount, bind_path, mount_error, mount_on};
+use super::mountinfo::MountInfo;
+use super::mounts::{after_mount, bind_path, followup, mount_error, mount_on};
 use super::options::MountOptions;
 use super::resolve::Kind;
 use super::{Ctx, RootfsError};
@@ -84,14 +84,11 @@ pub(super) fn mount_cgroup(
     let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
         .is_ok_and(|st| st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
     let memberships = parse_memberships(&read("/proc/self/cgroup")?);
-    let infos = mountinfo::read_self().map_err(|source| RootfsError::Read {
-        path: "/proc/self/mountinfo".into(),
-        source,
-    })?;
+    let infos = &ctx.mountinfo;
     if unified || m.typ().as_deref() == Some("cgroup2") {
-        mount_v2(ctx, m, dest, opts, &memberships, &infos)
+        mount_v2(ctx, m, dest, opts, &memberships, infos)
     } else {
-        mount_v1(ctx, m, dest, opts, &memberships, &infos)
+        mount_v1(ctx, m, dest, opts, &memberships, infos)
     }
 }
 
@@ -151,8 +148,7 @@ fn mount_v2(
     infos: &[MountInfo],
 ) -> Result<(), RootfsError> {
     v2_at(ctx, m, dest, opts, memberships, infos)?;
-    let mounted = ctx.root.resolve(dest)?;
-    after_mount(dest, mounted.as_fd(), opts, m)
+    followup(ctx, dest, opts, m)
 }
 
 fn mount_v1(
@@ -250,6 +246,7 @@ fn mount_v1(
 
 #[cfg(test)]
 mod tests {
+    use super::super::mountinfo;
     use super::*;
 
     #[test]

@@ -123,11 +123,33 @@ fn bind_entry(
             }
         })?;
     }
-    let mounted = ctx.root.resolve(dest)?;
     let extra = opts.remount_flags();
+    if extra.is_empty() && !has_followup(opts) {
+        return Ok(());
+    }
+    let mounted = ctx.root.resolve(dest)?;
     if !extra.is_empty() {
         remount_bind(mounted.as_fd(), dest, extra, opts.cleared)?;
     }
+    after_mount(dest, mounted.as_fd(), opts, m)
+}
+
+/// Whether the options ask for anything after the mount itself (propagation, recursive attrs).
+fn has_followup(opts: &MountOptions) -> bool {
+    !opts.propagation.is_empty() || opts.rec_set != 0 || opts.rec_clear != 0
+}
+
+/// Propagation and recursive attributes of a mount just made at `dest`, if the options ask.
+pub(super) fn followup(
+    ctx: &Ctx<'_>,
+    dest: &Path,
+    opts: &MountOptions,
+    m: &Mount,
+) -> Result<(), RootfsError> {
+    if !has_followup(opts) {
+        return Ok(());
+    }
+    let mounted = ctx.root.resolve(dest)?;
     after_mount(dest, mounted.as_fd(), opts, m)
 }
 
@@ -374,8 +396,7 @@ fn fs_entry(
         }
         Err(e) => return Err(mount_error(typ, dest, opts, m, e)),
     }
-    let mounted = ctx.root.resolve(dest)?;
-    after_mount(dest, mounted.as_fd(), opts, m)
+    followup(ctx, dest, opts, m)
 }
 
 /// MsFlags of a tmpfs mount as `MOUNT_ATTR_*` for fsmount.
@@ -452,6 +473,5 @@ fn tmpfs_entry(
         )
         .map_err(|e| mount_error("tmpfs", dest, opts, m, e))?;
     }
-    let mounted = ctx.root.resolve(dest)?;
-    after_mount(dest, mounted.as_fd(), opts, m)
+    followup(ctx, dest, opts, m)
 }

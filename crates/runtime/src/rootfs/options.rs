@@ -173,6 +173,9 @@ impl MountOptions {
                 out.idmap = Some(Idmap::Recursive);
             } else if option == "tmpcopyup" {
                 out.tmpcopyup = true;
+            } else if option == "notmpcopyup" {
+                // crun/podman spelling of the default.
+                out.tmpcopyup = false;
             } else if option.starts_with("x-") {
                 // mount(8): "x-*" options are for userspace applications, never for the kernel.
             } else if !option.is_empty() {
@@ -303,6 +306,7 @@ mod tests {
             "idmap",
             "ridmap",
             "tmpcopyup",
+            "notmpcopyup",
         ] {
             let o = MountOptions::parse(&[name]);
             assert!(o.data.is_empty(), "{name} was taken as data");
@@ -362,6 +366,8 @@ mod tests {
             Some(Idmap::Recursive)
         );
         assert!(MountOptions::parse(&["tmpcopyup"]).tmpcopyup);
+        let o = MountOptions::parse(&["tmpcopyup", "notmpcopyup"]);
+        assert!(!o.tmpcopyup && o.data.is_empty());
         let o = MountOptions::parse(&["x-systemd.automount", "frobnicate", "uid=5"]);
         assert_eq!(o.data, vec!["frobnicate".to_string(), "uid=5".to_string()]);
     }
