@@ -557,3 +557,49 @@ fn run_exit_code() {
     );
     assert!(rt.state(&id).is_err(), "run left the container behind");
 }
+
+#[test]
+fn create_empty_id() {
+    // runtime-tools create: an empty id must be refused.
+    let rt = Runtime::new();
+    let b = sleeper();
+    b.write();
+    let out = rt.create("", &b, &[]);
+    let _c = Container {
+        rt: &rt,
+        id: String::new(),
+    };
+    assert!(!out.status.success(), "create with an empty id succeeded");
+    let leftover: Vec<_> = fs::read_dir(rt.root.path())
+        .expect("read root")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        leftover.is_empty(),
+        "refused create left state: {leftover:?}"
+    );
+}
+
+#[test]
+fn create_path_id() {
+    // An id is a name, not a path: one that would escape the state root must be refused.
+    let rt = Runtime::new();
+    let b = sleeper();
+    b.write();
+    let escape = format!("../{}", unique_id("escape"));
+    let out = rt.create(&escape, &b, &[]);
+    let _c = Container {
+        rt: &rt,
+        id: escape.clone(),
+    };
+    let outside = rt.root.path().join(&escape);
+    let escaped = outside.exists();
+    let _ = fs::remove_dir_all(&outside);
+    assert!(!out.status.success(), "create with id {escape:?} succeeded");
+    assert!(
+        !escaped,
+        "create wrote state outside its root: {}",
+        outside.display()
+    );
+}

@@ -3,9 +3,10 @@
 //! private `--root`, and parses the checker's TAP. Every container and cgroup it makes is removed
 //! by Drop guards, even when a test fails.
 //!
-//! The checker must run inside a busybox-only rootfs: `BERTH_CHECKER` names a static build
-//! (scripts/conformance.sh makes one); otherwise the dynamically linked test build is copied in
-//! together with the shared libraries `ldd` lists for it.
+//! The checker must run inside a busybox-only rootfs: `BERTH_CHECKER` names a static build;
+//! else the static build scripts/conformance.sh leaves in <target>/x86_64-unknown-linux-gnu/release
+//! is used when it is newer than the test build; otherwise the dynamically linked test build is
+//! copied in together with the shared libraries `ldd` lists for it.
 #![allow(dead_code)] // each tests/*.rs uses a different part of this module
 
 use serde_json::{json, Value};
@@ -566,6 +567,15 @@ fn install_checker(rootfs: &Path) {
         return;
     }
     let built = env!("CARGO_BIN_EXE_berth-checker");
+    // The static build scripts/conformance.sh makes, when it is at least as new as this one.
+    let static_build = target_dir().join("x86_64-unknown-linux-gnu/release/berth-checker");
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(s), Some(d)) = (mtime(&static_build), mtime(Path::new(built))) {
+        if s >= d {
+            fs::copy(&static_build, &dest).expect("copy the static berth-checker");
+            return;
+        }
+    }
     fs::copy(built, &dest).expect("copy berth-checker");
     // A dynamic build needs its loader and libraries at the same paths inside the rootfs.
     let out = Command::new("ldd")
