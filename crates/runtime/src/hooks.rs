@@ -223,6 +223,8 @@ fn command(hook: &Hook) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     berth_sys::attr::spawn_without_inherited_fds(&mut cmd);
+    // Its own process group, so a timeout kills what the hook started too.
+    cmd.process_group(0);
     cmd
 }
 
@@ -251,8 +253,8 @@ fn run_one(id: HookId, hook: &Hook, state: &[u8]) -> Result<(), HookError> {
     let (status, out, err) = match outcome {
         Ok(Some(done)) => done,
         Ok(None) => {
-            // Timed out: kill it and reap it so no zombie is left.
-            let _ = child.kill();
+            // Timed out: kill it with everything it started, and reap it (no zombie left).
+            kill_group(&child);
             let _ = child.wait();
             return Err(HookError::Timeout {
                 hook: id,
@@ -260,7 +262,7 @@ fn run_one(id: HookId, hook: &Hook, state: &[u8]) -> Result<(), HookError> {
             });
         }
         Err((what, source)) => {
-            let _ = child.kill();
+            kill_group(&child);
             let _ = child.wait();
             return Err(io(what, source));
         }
@@ -283,6 +285,12 @@ fn run_one(id: HookId, hook: &Hook, state: &[u8]) -> Result<(), HookError> {
         status,
         output: tail(&output),
     })
+}
+
+/// SIGKILL to the hook's process group (its pid: see `process_group(0)`).
+fn kill_group(child: &Child) {
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
 }
 
 fn tail(bytes: &[u8]) -> String {

@@ -235,3 +235,30 @@ fn without_env_the_hook_inherits_the_runtime_environment() {
     .expect("hook");
     assert_eq!(read(&out).trim(), pkg);
 }
+
+#[test]
+fn timeout_also_kills_what_the_hook_started() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("pid");
+    let h = hook(serde_json::json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("sleep 30 & echo $! > {}; wait", pidfile.display())],
+        "timeout": 1,
+    }));
+    let err = hooks::run(HookKind::Poststart, &[h], &state()).unwrap_err();
+    assert!(matches!(err, HookError::Timeout { .. }), "{err}");
+    let pid: i32 = read(&pidfile).trim().parse().expect("pid");
+    // The orphaned sleep is reaped by init/subreaper asynchronously: allow it a moment.
+    let gone = (0..200).any(|_| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = !stat.is_empty() && !stat.contains(") Z ");
+        if alive {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        !alive
+    });
+    assert!(
+        gone,
+        "background child {pid} of the hook survived the timeout"
+    );
+}
