@@ -245,7 +245,13 @@ fn timeout_also_kills_what_the_hook_started() {
         "args": ["sh", "-c", format!("sleep 30 & echo $! > {}; wait", pidfile.display())],
         "timeout": 1,
     }));
+    let start = Instant::now();
     let err = hooks::run(HookKind::Poststart, &[h], &state()).unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
     assert!(matches!(err, HookError::Timeout { .. }), "{err}");
     let pid: i32 = read(&pidfile).trim().parse().expect("pid");
     // The orphaned sleep is reaped by init/subreaper asynchronously: allow it a moment.
