@@ -67,9 +67,6 @@ pub enum CgroupError {
     /// The cgroupsPath is not usable.
     #[error("invalid cgroups path {path:?}: {reason}")]
     InvalidPath { path: String, reason: &'static str },
-    /// `systemd: true` was asked for.
-    #[error("systemd cgroup driver is not supported (cgroupsPath {path:?}); use a plain path")]
-    SystemdUnsupported { path: String },
     /// The freezer did not settle in time.
     #[error("freezer in {} did not reach {wanted} in time (last state {last:?})", path.display())]
     FreezeTimeout {

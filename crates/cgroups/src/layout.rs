@@ -230,6 +230,58 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Maps systemd's `slice:prefix:name` cgroupsPath to the cgroupfs path systemd would create:
+/// `/<slice expanded>/<prefix>-<name>.scope` (`a-b.slice` expands to `a.slice/a-b.slice`; an
+/// empty slice is `system.slice`; a name ending in `.slice` is a slice itself). No path means
+/// `system.slice:berth:<id>`.
+pub fn systemd_path(cgroups_path: Option<&Path>, container_id: &str) -> Result<PathBuf> {
+    let given = cgroups_path
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| format!("system.slice:berth:{container_id}"));
+    let bad = |reason| CgroupError::InvalidPath {
+        path: given.clone(),
+        reason,
+    };
+    let parts: Vec<&str> = given.split(':').collect();
+    let [slice, prefix, name] = parts.as_slice() else {
+        return Err(bad("systemd cgroupsPath must be slice:prefix:name"));
+    };
+    if given.contains('/') {
+        return Err(bad("systemd cgroupsPath must be slice:prefix:name"));
+    }
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let Some(stem) = slice.strip_suffix(".slice") else {
+        return Err(bad("the slice must end in .slice"));
+    };
+    let mut path = PathBuf::from("/");
+    if slice != "-.slice" {
+        let mut acc = String::new();
+        for part in stem.split('-') {
+            if part.is_empty() {
+                return Err(bad("the slice name has an empty component"));
+            }
+            if !acc.is_empty() {
+                acc.push('-');
+            }
+            acc.push_str(part);
+            path.push(format!("{acc}.slice"));
+        }
+    }
+    if name.ends_with(".slice") {
+        path.push(name);
+    } else if prefix.is_empty() {
+        path.push(format!("{name}.scope"));
+    } else {
+        path.push(format!("{prefix}-{name}.scope"));
+    }
+    Ok(path)
+}
+
 /// A container's cgroup path, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CgroupPath {
@@ -390,6 +442,34 @@ mod tests {
             CgroupPath::Absolute("a".into()).dir_in(Path::new("/m"), Path::new("/ns"), None),
             Path::new("/m/a")
         );
+    }
+
+    #[test]
+    fn systemd_paths() {
+        let p = |s: &str| systemd_path(Some(Path::new(s)), "id");
+        assert_eq!(
+            p("system.slice:docker:abc").unwrap(),
+            Path::new("/system.slice/docker-abc.scope")
+        );
+        assert_eq!(
+            p(":berth:x").unwrap(),
+            Path::new("/system.slice/berth-x.scope")
+        );
+        assert_eq!(
+            p("user-1000.slice:crun:c").unwrap(),
+            Path::new("/user.slice/user-1000.slice/crun-c.scope")
+        );
+        assert_eq!(
+            p("machine.slice::m.slice").unwrap(),
+            Path::new("/machine.slice/m.slice")
+        );
+        assert_eq!(
+            systemd_path(None, "c9").unwrap(),
+            Path::new("/system.slice/berth-c9.scope")
+        );
+        assert!(p("/a/b").is_err());
+        assert!(p("nope:a:b").is_err());
+        assert!(p("a--b.slice:x:y").is_err());
     }
 
     #[test]

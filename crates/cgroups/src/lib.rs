@@ -11,6 +11,7 @@
 
 pub mod devices;
 mod dir;
+pub mod enter;
 pub mod error;
 mod file;
 pub mod layout;
@@ -29,6 +30,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
+pub use enter::Entered;
 pub use error::{CgroupError, Result};
 pub use layout::{default_path, Layout, Mode};
 pub use stats::Stats;
@@ -53,8 +55,16 @@ pub trait Manager: std::fmt::Debug + Send + Sync {
     /// [`Manager::destroy`] can remove them again when they are left empty.
     fn create(&self) -> Result<()>;
 
-    /// Moves the process `pid` (all its threads) into the cgroup.
+    /// Moves the process `pid` (all its threads) into the cgroup. This costs an RCU grace
+    /// period in the kernel (~10 ms here); a runtime about to fork should use
+    /// [`Manager::enter`] instead.
     fn add_task(&self, pid: Pid) -> Result<()>;
+
+    /// Moves the *calling thread* into the container's v1 cgroups without the kernel's global
+    /// lock, so that a process forked now starts inside them; the returned guard holds the
+    /// cgroup2 directory to clone into (`CLONE_INTO_CGROUP`) and moves the caller back on
+    /// [`Entered::leave`]. See [`enter`](crate::enter).
+    fn enter(&self) -> Result<Entered>;
 
     /// Applies resource limits. Only set fields are written; asking for a controller that is
     /// not available is an error naming it.
@@ -83,21 +93,22 @@ pub trait Manager: std::fmt::Debug + Send + Sync {
 
 /// The manager for a container's cgroup on this machine.
 ///
-/// `cgroups_path` is `linux.cgroupsPath` (see [`layout`] for the rules); `systemd` is the
-/// runtime's `--systemd-cgroup` flag, which is refused: there is no systemd here.
+/// `cgroups_path` is `linux.cgroupsPath` (see [`layout`] for the rules). With `systemd` (the
+/// runtime's `--systemd-cgroup`), the path must have systemd's `slice:prefix:name` form and is
+/// mapped to the cgroupfs path systemd would use (`/system.slice/prefix-name.scope`, nested
+/// slices expanded); there is no systemd on these machines, so no unit is created: the
+/// directories are managed like any other path.
 pub fn create_manager(
     cgroups_path: Option<&Path>,
     container_id: &str,
     systemd: bool,
 ) -> Result<Box<dyn Manager>> {
+    let layout = Layout::detect()?;
     if systemd {
-        return Err(CgroupError::SystemdUnsupported {
-            path: cgroups_path
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        });
+        let p = layout::systemd_path(cgroups_path, container_id)?;
+        return create_manager_with(&layout, Some(&p), container_id);
     }
-    create_manager_with(&Layout::detect()?, cgroups_path, container_id)
+    create_manager_with(&layout, cgroups_path, container_id)
 }
 
 /// [`create_manager`] over a given layout (a fixture in tests, or a layout detected once and
@@ -146,13 +157,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn systemd_is_refused_clearly() {
-        let e = create_manager(Some(Path::new("system.slice:berth:x")), "x", true).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("systemd cgroup driver is not supported"),
-            "{e}"
-        );
+    fn systemd_paths_need_the_slice_form() {
+        let e = create_manager(Some(Path::new("/not/systemd")), "x", true).unwrap_err();
+        assert!(e.to_string().contains("slice:prefix:name"), "{e}");
+        let m = create_manager(Some(Path::new("system.slice:berth:x")), "x", true).unwrap();
+        assert_eq!(m.path(), Path::new("/system.slice/berth-x.scope"));
     }
 
     #[test]

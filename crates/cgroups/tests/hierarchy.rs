@@ -441,3 +441,61 @@ fn unknown_page_size_and_missing_controller_errors_name_the_file() {
         }
     }
 }
+
+#[test]
+fn enter_puts_a_forked_child_in_the_v1_cgroups_and_leave_returns() {
+    let Some(layout) = privileged_layout() else {
+        return;
+    };
+    if layout.mode == Mode::Unified {
+        println!("SKIP: no v1 hierarchies on this machine");
+        return;
+    }
+    let root = unique_root();
+    let manager = create_manager_with(&layout, Some(&root), "enter").expect("manager");
+    let mut g = Guard {
+        manager,
+        children: Vec::new(),
+        root_dirs: Vec::new(),
+    };
+    g.manager.create().expect("create");
+    let before = std::fs::read_to_string("/proc/thread-self/cgroup").expect("own cgroups");
+
+    let t = std::time::Instant::now();
+    let entered = g.manager.enter().expect("enter");
+    let enter_time = t.elapsed();
+    assert!(entered.cgroup_fd().is_some() == layout.unified.is_some());
+    // This test thread forks now: the child inherits the thread's cgroups.
+    let child = Command::new("sleep").arg("100").spawn().expect("spawn");
+    let t = std::time::Instant::now();
+    entered.leave().expect("leave");
+    let leave_time = t.elapsed();
+    let pid = child.id();
+    g.children.push(child);
+
+    assert_eq!(
+        std::fs::read_to_string("/proc/thread-self/cgroup").expect("own cgroups"),
+        before,
+        "the caller is back where it was"
+    );
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("child cgroups");
+    let want = root.to_str().expect("utf8");
+    for line in cg.lines().filter(|l| !l.starts_with("0::")) {
+        assert!(line.ends_with(want), "{line} in\n{cg}");
+    }
+    assert_eq!(
+        g.manager.pids().expect("pids"),
+        vec![Pid::from_raw(pid as i32)]
+    );
+
+    // For comparison, the classic way for a second child.
+    let other = Command::new("sleep").arg("100").spawn().expect("spawn");
+    let t = std::time::Instant::now();
+    g.manager
+        .add_task(Pid::from_raw(other.id() as i32))
+        .expect("add_task");
+    let add_time = t.elapsed();
+    g.children.push(other);
+    println!("enter {enter_time:?}, leave {leave_time:?}, add_task {add_time:?}");
+    assert_eq!(g.manager.pids().expect("pids").len(), 2);
+}

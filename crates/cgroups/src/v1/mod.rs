@@ -23,14 +23,19 @@ use oci_spec::runtime::LinuxResources;
 use crate::error::{CgroupError, Result};
 use crate::layout::{read_own_cgroups, CgroupPath, Layout};
 use crate::stats::Stats;
-use crate::{dir, FreezerState, Manager};
+use crate::{dir, Entered, FreezerState, Manager};
 
 /// The container's directory in one v1 hierarchy.
 #[derive(Debug, Clone)]
 struct HierarchyDir {
     controllers: Vec<String>,
     mount: PathBuf,
+    mount_root: PathBuf,
     dir: PathBuf,
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    !a.is_empty() && a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
 /// A container cgroup on a v1 or hybrid machine.
@@ -70,6 +75,7 @@ impl V1Manager {
             .map(|h| HierarchyDir {
                 controllers: h.controllers.clone(),
                 mount: h.mount.clone(),
+                mount_root: h.mount_root.clone(),
                 dir: path.dir_in(&h.mount, &h.mount_root, own_for(&h.controllers)),
             })
             .collect();
@@ -164,6 +170,22 @@ impl Manager for V1Manager {
             dir::add_pid(u, &pid)?;
         }
         Ok(())
+    }
+
+    fn enter(&self) -> Result<Entered> {
+        let own = read_own_cgroups(Path::new("/proc/thread-self/cgroup"))?;
+        let mut to = Vec::with_capacity(self.dirs.len());
+        let mut from = Vec::with_capacity(self.dirs.len());
+        for d in &self.dirs {
+            let Some((_, p)) = own.iter().find(|(c, _)| same_set(c, &d.controllers)) else {
+                continue;
+            };
+            let rel = p.strip_prefix(&d.mount_root).unwrap_or(p);
+            let rel = rel.strip_prefix("/").unwrap_or(rel);
+            from.push(d.mount.join(rel));
+            to.push(d.dir.clone());
+        }
+        Entered::enter(&to, from, self.unified_dir())
     }
 
     fn apply(&self, r: &LinuxResources) -> Result<()> {
@@ -290,7 +312,22 @@ impl Manager for V1Manager {
                 .unified_dir()
                 .filter(|u| crate::file::exists(u, "cgroup.kill"))
             {
-                return crate::file::write(u, "cgroup.kill", "1");
+                crate::file::write(u, "cgroup.kill", "1")?;
+                // Processes that joined only the v1 hierarchies (added without the cgroup2
+                // directory) are not reached by cgroup.kill: SIGKILL them directly.
+                for pid in self.pids()? {
+                    match nix::sys::signal::kill(pid, Signal::SIGKILL) {
+                        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                        Err(source) => {
+                            return Err(CgroupError::Kill {
+                                pid: pid.as_raw(),
+                                signal,
+                                source,
+                            })
+                        }
+                    }
+                }
+                return Ok(());
             }
         }
         crate::signal_all(self, signal)

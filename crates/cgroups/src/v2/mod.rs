@@ -21,7 +21,7 @@ use oci_spec::runtime::LinuxResources;
 use crate::error::{CgroupError, Result};
 use crate::layout::{read_own_cgroups, CgroupPath, Layout};
 use crate::stats::Stats;
-use crate::{dir, file, FreezerState, Manager};
+use crate::{dir, file, Entered, FreezerState, Manager};
 
 /// A container cgroup on a cgroup2 hierarchy.
 #[derive(Debug)]
@@ -125,6 +125,10 @@ impl Manager for V2Manager {
 
     fn add_task(&self, pid: Pid) -> Result<()> {
         dir::add_pid(&self.dir, &pid.as_raw().to_string())
+    }
+
+    fn enter(&self) -> Result<Entered> {
+        Entered::enter(&[], Vec::new(), Some(&self.dir))
     }
 
     fn apply(&self, r: &LinuxResources) -> Result<()> {
