@@ -282,6 +282,17 @@ fn user_namespace_binds_devices() {
 }
 
 #[test]
+fn cgroup_namespace_mounts_fresh_hierarchies() {
+    let b = bundle(|v, _| {
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces")
+            .push(json!({"type": "cgroup"}));
+    });
+    run("cgroupns", &b, &["--cgroup"]);
+}
+
+#[test]
 fn idmapped_bind_mount() {
     let b = bundle(|v, bundle| {
         std::fs::create_dir_all(bundle.join("owned")).expect("mkdir");
@@ -337,6 +348,10 @@ fn scenario_entry() {
             check_userns();
         }
         "idmap" => check_idmap(&spec, &rootfs, &bundle),
+        "cgroupns" => {
+            enter(&spec, &rootfs, &bundle, false);
+            check_cgroupns();
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -775,4 +790,32 @@ fn check_idmap(spec: &Spec, rootfs: &Path, bundle: &Path) {
     let md = std::fs::metadata("/idmapped/file").expect("stat idmapped file");
     assert_eq!((md.uid(), md.gid()), (1000, 2000), "ids not mapped");
     assert!(mount_at("/idmapped").mount_options.contains("idmapped"));
+}
+
+fn check_cgroupns() {
+    let cg = mount_at("/sys/fs/cgroup");
+    if cg.fstype == "cgroup2" {
+        assert_eq!(cg.root, Path::new("/"));
+        assert_opts("/sys/fs/cgroup", &["ro"], &[]);
+        return;
+    }
+    assert_eq!(cg.fstype, "tmpfs");
+    // Fresh mounts in the namespace: each shows the namespace's root, read-only.
+    let memory = mount_at("/sys/fs/cgroup/memory");
+    assert_eq!(memory.fstype, "cgroup");
+    assert_eq!(memory.root, Path::new("/"));
+    assert_opts(
+        "/sys/fs/cgroup/memory",
+        &["ro", "nosuid", "nodev", "noexec"],
+        &["memory"],
+    );
+    assert_eq!(mount_at("/sys/fs/cgroup/systemd").root, Path::new("/"));
+    if Path::new("/sys/fs/cgroup/unified").exists() {
+        let unified = mount_at("/sys/fs/cgroup/unified");
+        assert_eq!(
+            (unified.fstype.as_str(), unified.root.as_path()),
+            ("cgroup2", Path::new("/"))
+        );
+    }
+    assert!(Path::new("/sys/fs/cgroup/memory/cgroup.procs").is_file());
 }
