@@ -13,8 +13,9 @@ use berth_cgroups::{create_manager_with, FreezerState, Layout, Manager, Mode};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-    LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+    LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder,
+    LinuxDeviceType, LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
+    LinuxResources, LinuxResourcesBuilder, LinuxThrottleDeviceBuilder,
 };
 
 static N: AtomicUsize = AtomicUsize::new(0);
@@ -80,6 +81,21 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
+/// `(major, minor)` of the first whole block device in /sys/block.
+fn first_block_device() -> Option<(i64, i64)> {
+    let mut names: Vec<_> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    names.iter().find_map(|p| {
+        let s = std::fs::read_to_string(p.join("dev")).ok()?;
+        let (a, b) = s.trim().split_once(':')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    })
+}
+
 fn dev(
     allow: bool,
     typ: LinuxDeviceType,
@@ -107,6 +123,9 @@ fn resources() -> LinuxResources {
                 .limit(64 << 20)
                 .swap(128 << 20)
                 .reservation(32 << 20)
+                .kernel_tcp(16 << 20)
+                .swappiness(10u64)
+                .disable_oom_killer(true)
                 .build()
                 .expect("memory"),
         )
@@ -121,6 +140,11 @@ fn resources() -> LinuxResources {
                 .expect("cpu"),
         )
         .pids(LinuxPidsBuilder::default().limit(50).build().expect("pids"))
+        .hugepage_limits(vec![LinuxHugepageLimitBuilder::default()
+            .page_size("2MB")
+            .limit(4 << 21)
+            .build()
+            .expect("hugetlb")])
         .devices(vec![
             dev(false, LinuxDeviceType::A, None, None, "rwm"),
             dev(true, LinuxDeviceType::C, Some(10), Some(229), "rwm"),
@@ -188,6 +212,16 @@ fn v1_full_lifecycle_on_the_real_hierarchy() {
         read(&d("memory"), "memory.soft_limit_in_bytes").trim(),
         (32u64 << 20).to_string()
     );
+    assert_eq!(
+        read(&d("memory"), "memory.kmem.tcp.limit_in_bytes").trim(),
+        (16u64 << 20).to_string()
+    );
+    assert_eq!(read(&d("memory"), "memory.swappiness").trim(), "10");
+    assert!(read(&d("memory"), "memory.oom_control").contains("oom_kill_disable 1"));
+    assert_eq!(
+        read(&d("hugetlb"), "hugetlb.2MB.limit_in_bytes").trim(),
+        (4u64 << 21).to_string()
+    );
     assert_eq!(read(&d("cpu"), "cpu.shares").trim(), "512");
     assert_eq!(read(&d("cpu"), "cpu.cfs_quota_us").trim(), "20000");
     assert_eq!(read(&d("cpu"), "cpu.cfs_period_us").trim(), "100000");
@@ -204,6 +238,31 @@ fn v1_full_lifecycle_on_the_real_hierarchy() {
         "{list:?}"
     );
     assert!(list.contains(&"c 1:3 rwm".to_string()), "{list:?}");
+
+    // Throttling on a real block device of this machine.
+    if let Some((major, minor)) = first_block_device() {
+        let r = LinuxResourcesBuilder::default()
+            .block_io(
+                LinuxBlockIoBuilder::default()
+                    .throttle_read_bps_device(vec![LinuxThrottleDeviceBuilder::default()
+                        .major(major)
+                        .minor(minor)
+                        .rate(1_048_576u64)
+                        .build()
+                        .expect("throttle")])
+                    .build()
+                    .expect("blkio"),
+            )
+            .build()
+            .expect("resources");
+        g.manager.apply(&r).expect("apply blkio");
+        assert_eq!(
+            read(&d("blkio"), "blkio.throttle.read_bps_device").trim(),
+            format!("{major}:{minor} 1048576")
+        );
+    } else {
+        println!("SKIP: no block device for the blkio throttle check");
+    }
 
     let stats = g.manager.stats().expect("stats");
     assert_eq!(stats.pids.current, 1);
