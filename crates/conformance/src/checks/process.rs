@@ -78,10 +78,38 @@ pub fn check<W: Write>(p: &Process, tap: &mut Tap<W>) {
             });
         tap.record("process.execCPUAffinity.final", r);
     }
+    if p.terminal {
+        tap.record(
+            "process.terminal: stdio is the container's terminal",
+            terminal(),
+        );
+    }
     tap.record("no file descriptors leaked beyond stdio", leaked_fds());
     if let Some(profile) = p.apparmor_profile.as_deref().filter(|s| !s.is_empty()) {
         tap.record("process.apparmorProfile", apparmor(profile));
     }
+}
+
+/// With `process.terminal` the three stdio fds are a tty, and it is the controlling terminal
+/// (tty_nr, field 7 of /proc/self/stat, is set).
+fn terminal() -> Result<(), String> {
+    use std::io::IsTerminal;
+    let ttys = [
+        std::io::stdin().is_terminal(),
+        std::io::stdout().is_terminal(),
+        std::io::stderr().is_terminal(),
+    ];
+    if let Some(fd) = ttys.iter().position(|t| !t) {
+        return Err(format!("fd {fd} is not a terminal"));
+    }
+    let stat = procfs::read_trimmed("/proc/self/stat")?;
+    let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // Fields after the comm: state(3) ppid(4) pgrp(5) session(6) tty_nr(7).
+    let tty_nr = after_comm.split_whitespace().nth(4).unwrap_or("0");
+    if tty_nr == "0" {
+        return Err("no controlling terminal (tty_nr 0)".into());
+    }
+    Ok(())
 }
 
 /// A CPU list (`0-2,4`) as a sorted set.
