@@ -14,6 +14,18 @@
 //! hostname/domainname (call it before `finalize`, which makes /proc/sys read-only). Submodules: `options` (mount option parser), `resolve` (in-root paths),
 //! `mounts` and `cgroup` (one mount entry), `copyup` (tmpcopyup), `devices`, `pivot`,
 //! `finalize`, `mountinfo`.
+//!
+//! Where this deliberately differs from runc:
+//! - a bind mount with an option that is neither a flag nor a known extension is refused
+//!   (mount(2) would silently ignore it as data); for other filesystems a refused data option
+//!   is named, found by replaying the options one by one through fsconfig(2);
+//! - `readonlyPaths` are read-only over their whole subtree (mount_setattr AT_RECURSIVE), and
+//!   masked/read-only paths, ro tmpfs and the ro root only ever *add* MOUNT_ATTR_RDONLY, so
+//!   nosuid/nodev/noexec (locked or not) are kept without a statfs round trip;
+//! - `unbindable`/`runbindable` rootfsPropagation is applied after pivot (before it, `/` is
+//!   made private instead: an unbindable `/` would refuse the rootfs bind);
+//! - `ratime`/`rnostrictatime` clear the whole atime mask (mount_setattr(2) refuses a partial
+//!   one).
 
 use std::path::{Path, PathBuf};
 
