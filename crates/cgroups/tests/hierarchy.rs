@@ -32,7 +32,6 @@ fn unique_root() -> PathBuf {
 struct Guard {
     manager: Box<dyn Manager>,
     children: Vec<Child>,
-    root_dirs: Vec<PathBuf>,
 }
 
 impl Drop for Guard {
@@ -43,9 +42,6 @@ impl Drop for Guard {
             let _ = c.wait();
         }
         let _ = self.manager.destroy();
-        for d in &self.root_dirs {
-            let _ = std::fs::remove_dir(d);
-        }
     }
 }
 
@@ -170,7 +166,6 @@ fn v1_full_lifecycle_on_the_real_hierarchy() {
     let mut g = Guard {
         manager,
         children: Vec::new(),
-        root_dirs: Vec::new(),
     };
     g.manager.create().expect("create");
     let dirs = g.manager.dirs();
@@ -327,7 +322,6 @@ fn kill_all_sigkill_reaches_processes_in_sub_cgroups() {
     let mut g = Guard {
         manager,
         children: Vec::new(),
-        root_dirs: Vec::new(),
     };
     g.manager.create().expect("create");
     for _ in 0..3 {
@@ -388,7 +382,6 @@ fn v2_freeze_and_device_program_on_the_real_cgroup2() {
     let mut g = Guard {
         manager,
         children: Vec::new(),
-        root_dirs: Vec::new(),
     };
     g.manager.create().expect("create");
     let dir = g.manager.dirs().remove(0);
@@ -479,7 +472,6 @@ fn unknown_page_size_and_missing_controller_errors_name_the_file() {
     let g = Guard {
         manager,
         children: Vec::new(),
-        root_dirs: Vec::new(),
     };
     g.manager.create().expect("create");
     let r: LinuxResources =
@@ -515,7 +507,6 @@ fn enter_puts_a_forked_child_in_the_v1_cgroups_and_leave_returns() {
     let mut g = Guard {
         manager,
         children: Vec::new(),
-        root_dirs: Vec::new(),
     };
     g.manager.create().expect("create");
     let before = std::fs::read_to_string("/proc/thread-self/cgroup").expect("own cgroups");
