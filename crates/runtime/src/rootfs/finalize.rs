@@ -121,7 +121,7 @@ pub fn valid_sysctl_name(key: &str) -> bool {
         && !key.contains('\0')
 }
 
-/// Write `value` to /proc/sys/<key with dots as slashes>, never leaving /proc/sys.
+/// Write `value` to `/proc/sys/<key with dots as slashes>`, never leaving /proc/sys.
 pub fn write_sysctl(key: &str, value: &str) -> Result<(), RootfsError> {
     if !valid_sysctl_name(key) {
         return Err(RootfsError::SysctlName {
