@@ -406,6 +406,13 @@ fn v2_freeze_and_device_program_on_the_real_cgroup2() {
     assert!(read(&dir, "cgroup.events").contains("frozen 0"));
     std::thread::sleep(Duration::from_millis(300));
     assert!(cpu_ticks(busy_pid) > t0, "a thawed task runs again");
+    // cpu.stat exists on every cgroup2 directory, even without the cpu controller.
+    let stats = g.manager.stats().expect("v2 stats");
+    assert!(stats.cpu.usage.total > 0, "{stats:?}");
+    assert_eq!(
+        g.manager.pids().expect("pids"),
+        vec![Pid::from_raw(busy_pid as i32)]
+    );
 
     // Device program: allow everything but /dev/kmsg (c 1:11).
     let rules = LinuxResourcesBuilder::default()
