@@ -20,6 +20,85 @@ pub struct HostFacts {
     pub hostname: String,
     /// `"1"` or `"2"`: `"2"` only when /sys/fs/cgroup itself is cgroup2 (unified); hybrid is 1.
     pub cgroup_version: String,
+    pub cgroup: CgroupFeatures,
+    pub ipv4_forwarding: bool,
+}
+
+/// Which resource controls the cgroup hierarchy offers (what `/info` reports as limits support).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CgroupFeatures {
+    pub memory_limit: bool,
+    pub swap_limit: bool,
+    pub cpu_cfs_period: bool,
+    pub cpu_cfs_quota: bool,
+    pub cpu_shares: bool,
+    pub cpuset: bool,
+    pub pids_limit: bool,
+}
+
+impl CgroupFeatures {
+    /// Probe the controllers' files: v1 per-controller hierarchies, or v2's `cgroup.controllers`.
+    pub fn probe(cgroup_root: &Path, version: &str) -> Self {
+        if version == "2" {
+            let ctrls =
+                fs::read_to_string(cgroup_root.join("cgroup.controllers")).unwrap_or_default();
+            let has = |c: &str| ctrls.split_whitespace().any(|x| x == c);
+            return Self {
+                memory_limit: has("memory"),
+                swap_limit: has("memory"),
+                cpu_cfs_period: has("cpu"),
+                cpu_cfs_quota: has("cpu"),
+                cpu_shares: has("cpu"),
+                cpuset: has("cpuset"),
+                pids_limit: has("pids"),
+            };
+        }
+        let f = |p: &str| cgroup_root.join(p).exists();
+        Self {
+            memory_limit: f("memory/memory.limit_in_bytes"),
+            swap_limit: f("memory/memory.memsw.limit_in_bytes"),
+            cpu_cfs_period: f("cpu/cpu.cfs_period_us"),
+            cpu_cfs_quota: f("cpu/cpu.cfs_quota_us"),
+            cpu_shares: f("cpu/cpu.shares"),
+            cpuset: f("cpuset/cpuset.cpus"),
+            pids_limit: f("pids/pids.max") || f("pids/pids.current"),
+        }
+    }
+}
+
+/// The filesystem under `path`, named as Docker's overlay2 driver reports it ("extfs", "xfs"...).
+pub fn backing_filesystem(path: &Path) -> String {
+    use nix::sys::statfs::{self, FsType};
+    let Ok(st) = statfs::statfs(path) else {
+        return "unknown".to_string();
+    };
+    let t = st.filesystem_type();
+    let named: &[(FsType, &str)] = &[
+        (statfs::EXT4_SUPER_MAGIC, "extfs"),
+        (statfs::XFS_SUPER_MAGIC, "xfs"),
+        (statfs::BTRFS_SUPER_MAGIC, "btrfs"),
+        (statfs::TMPFS_MAGIC, "tmpfs"),
+        (statfs::OVERLAYFS_SUPER_MAGIC, "overlayfs"),
+    ];
+    named
+        .iter()
+        .find(|(m, _)| *m == t)
+        .map(|(_, n)| (*n).to_string())
+        .unwrap_or_else(|| format!("{:#x}", t.0))
+}
+
+/// Open file descriptors and threads of this process (`NFd`, and `NGoroutines`' nearest kin).
+pub fn process_counts() -> (u64, u64) {
+    let fds = fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0);
+    let threads = fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1);
+    (fds, threads)
 }
 
 impl HostFacts {
@@ -34,6 +113,7 @@ impl HostFacts {
             .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
             .unwrap_or(1);
         let (operating_system, os_version) = os_release(Path::new("/etc/os-release"));
+        let cgroup_version = cgroup_version();
         Self {
             ncpu,
             mem_total: mem_total(Path::new("/proc/meminfo")),
@@ -42,7 +122,10 @@ impl HostFacts {
             os_version,
             architecture: field(|u| u.machine()),
             hostname: field(|u| u.nodename()),
-            cgroup_version: cgroup_version(),
+            cgroup: CgroupFeatures::probe(Path::new("/sys/fs/cgroup"), &cgroup_version),
+            cgroup_version,
+            ipv4_forwarding: fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+                .is_ok_and(|v| v.trim() == "1"),
         }
     }
 }
@@ -138,6 +221,24 @@ mod tests {
         assert!(!h.kernel_version.is_empty());
         assert!(!h.architecture.is_empty());
         assert!(h.cgroup_version == "1" || h.cgroup_version == "2");
+        let (fds, threads) = process_counts();
+        assert!(fds >= 3 && threads >= 1);
+        assert_ne!(backing_filesystem(Path::new("/")), "unknown");
+    }
+
+    #[test]
+    fn probes_v1_controller_files() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("memory")).unwrap();
+        fs::write(d.path().join("memory/memory.limit_in_bytes"), "0").unwrap();
+        fs::create_dir_all(d.path().join("pids")).unwrap();
+        fs::write(d.path().join("pids/pids.max"), "max").unwrap();
+        let f = CgroupFeatures::probe(d.path(), "1");
+        assert!(f.memory_limit && f.pids_limit);
+        assert!(!f.swap_limit && !f.cpu_shares);
+        fs::write(d.path().join("cgroup.controllers"), "cpu memory").unwrap();
+        let f = CgroupFeatures::probe(d.path(), "2");
+        assert!(f.memory_limit && f.cpu_shares && !f.pids_limit);
     }
 
     #[test]

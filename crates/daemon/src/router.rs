@@ -1,0 +1,108 @@
+//! Routing: berth's own `/berth/v1/...` namespace, then Docker's API with its optional `/vX.Y`
+//! prefix (versions outside the supported range get Docker's 400), and the headers every
+//! response carries.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use berth_api::version::{self, ApiVersion, MAX_API_VERSION};
+use berth_engine::Engine;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response};
+
+use crate::error::ApiError;
+use crate::handlers::{backup, events, system, volumes};
+use crate::http::{Body, Query};
+
+/// `Server` header value.
+pub fn server_header() -> String {
+    format!("Berth/{} (linux)", system::VERSION)
+}
+
+/// Serve one request; never fails at the HTTP level (errors become Docker error bodies).
+pub async fn handle(
+    engine: Arc<Engine>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut resp = match route(&engine, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(%method, %path, status = %e.status, message = %e.message, "request failed");
+            e.into_response()
+        }
+    };
+    tracing::debug!(%method, %path, status = %resp.status(), "request");
+    let h = resp.headers_mut();
+    h.insert(
+        "Api-Version",
+        HeaderValue::from_str(&MAX_API_VERSION.to_string()).expect("version is ascii"),
+    );
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert(
+        "Server",
+        HeaderValue::from_str(&server_header()).expect("version is ascii"),
+    );
+    Ok(resp)
+}
+
+fn page_not_found() -> ApiError {
+    ApiError::not_found("page not found")
+}
+
+async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let q = Query::parse(req.uri().query());
+    if let Some(rest) = path.strip_prefix("/berth/v1/") {
+        return route_berth(engine, &method, rest, req).await;
+    }
+    let vp = match version::split_path(&path) {
+        Ok(Some(vp)) => vp,
+        Ok(None) => return Err(page_not_found()),
+        Err(e) => return Err(ApiError::bad_request(e.to_string())),
+    };
+    let segs: Vec<&str> = vp.route.trim_start_matches('/').split('/').collect();
+    route_docker(engine, &method, &segs, vp.version, &q, req).await
+}
+
+async fn route_docker(
+    engine: &Arc<Engine>,
+    method: &Method,
+    segs: &[&str],
+    version: ApiVersion,
+    q: &Query,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    match (method, segs) {
+        (&Method::GET | &Method::HEAD, ["_ping"]) => Ok(system::ping(method)),
+        (&Method::GET, ["version"]) => Ok(system::version()),
+        (&Method::GET, ["info"]) => Ok(system::info(engine)),
+        (&Method::GET, ["events"]) => events::events(engine, q),
+        (&Method::POST, ["volumes", "create"]) => volumes::create(engine, req.into_body()).await,
+        (&Method::POST, ["volumes", "prune"]) => volumes::prune(engine, q, version),
+        (&Method::GET, ["volumes"]) => volumes::list(engine, q),
+        (&Method::GET, ["volumes", name]) => volumes::inspect(engine, name),
+        (&Method::DELETE, ["volumes", name]) => volumes::remove(engine, name, q),
+        _ => Err(page_not_found()),
+    }
+}
+
+async fn route_berth(
+    engine: &Arc<Engine>,
+    method: &Method,
+    rest: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let segs: Vec<&str> = rest.split('/').collect();
+    match (method, segs.as_slice()) {
+        (&Method::GET, ["volumes", name, "export"]) => backup::export(engine, name),
+        (&Method::PUT | &Method::POST, ["volumes", name, "import"]) => {
+            backup::import(engine, name, req.into_body()).await
+        }
+        _ => Err(page_not_found()),
+    }
+}
