@@ -2,7 +2,6 @@
 //! [`State`], its cgroup. One file per verb under `container/`, each checking the state guard
 //! (`state.rs`) before acting.
 
-pub mod cgroup_shim;
 pub mod create;
 pub mod delete;
 pub mod events;
@@ -21,7 +20,6 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
-use crate::container::cgroup_shim::CgroupShim;
 use crate::error::Error;
 use crate::state::{State, Status};
 
@@ -99,8 +97,11 @@ impl Container {
     }
 
     /// The container's cgroup.
-    pub fn cgroup(&self) -> CgroupShim {
-        CgroupShim::new(self.state.cgroup_path.as_deref(), &self.state.id)
+    pub fn cgroup(&self) -> Result<Box<dyn berth_cgroups::Manager>, Error> {
+        // The recorded path is enough to find the cgroup again; the driver flag only matters
+        // at create.
+        berth_cgroups::create_manager(self.state.cgroup_path.as_deref(), &self.state.id, false)
+            .map_err(Error::Cgroup)
     }
 
     /// Errors with [`Error::BadState`] unless `ok`.

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::container::cgroup_shim::CgroupShimError;
 use crate::init::namespaces::NamespaceError;
 use crate::init::ChannelError;
 use crate::state::{StateError, Status};
@@ -89,8 +88,8 @@ pub enum Error {
     #[error("container init: {0}")]
     Init(String),
     /// cgroup management.
-    #[error("cgroup: {0}")]
-    Cgroup(#[source] CgroupShimError),
+    #[error("cgroup")]
+    Cgroup(#[source] berth_cgroups::CgroupError),
     /// A hook failed.
     #[error("{kind} hook: {msg}")]
     Hook {

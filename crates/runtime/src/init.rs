@@ -15,7 +15,6 @@ pub mod command;
 pub mod container;
 pub mod exec;
 pub mod namespaces;
-pub mod shim;
 pub mod tty;
 
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -20,25 +20,25 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// root directory for container state
-    #[arg(long, global = true, default_value = container::DEFAULT_ROOT)]
+    #[arg(long, default_value = container::DEFAULT_ROOT)]
     root: PathBuf,
     /// log file (errors are appended to it)
-    #[arg(long, global = true)]
+    #[arg(long)]
     log: Option<PathBuf>,
     /// log format: text or json
-    #[arg(long, global = true, default_value = "text")]
+    #[arg(long, default_value = "text")]
     log_format: String,
     /// debug output
-    #[arg(long, global = true)]
+    #[arg(long)]
     debug: bool,
     /// use the systemd cgroup driver (slice:prefix:name paths are honoured through cgroupfs)
-    #[arg(long, global = true)]
+    #[arg(long)]
     systemd_cgroup: bool,
     /// accepted for runc compatibility
-    #[arg(long, global = true)]
+    #[arg(long)]
     criu: Option<String>,
     /// accepted for runc compatibility
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "auto")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "auto")]
     rootless: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
@@ -258,7 +258,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Start { id } => container::start::start(root, &id)?,
         Cmd::State { id } => {
             let c = container::Container::load(root, &id)?;
-            serde_json::to_writer_pretty(&mut out, &c.state.to_oci_json(c.status))?;
+            serde_json::to_writer_pretty(&mut out, &c.state.to_oci(c.status))?;
             writeln!(out)?;
         }
         Cmd::Kill { id, signal, all } => {

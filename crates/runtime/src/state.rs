@@ -86,9 +86,10 @@ impl Status {
     pub fn can_delete(self) -> bool {
         matches!(self, Status::Stopped | Status::Created | Status::Creating)
     }
-    /// `exec` needs a running container (paused with `--ignore-paused`).
+    /// `exec` needs a live container: created or running (paused with `--ignore-paused`).
     pub fn can_exec(self, ignore_paused: bool) -> bool {
-        self == Status::Running || (ignore_paused && self == Status::Paused)
+        matches!(self, Status::Created | Status::Running)
+            || (ignore_paused && self == Status::Paused)
     }
     /// Only running containers are frozen.
     pub fn can_pause(self) -> bool {
@@ -104,6 +105,31 @@ impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// runc's state output shape.
+#[derive(Debug, Serialize)]
+pub struct OciState<'a> {
+    /// spec version
+    #[serde(rename = "ociVersion")]
+    pub oci_version: &'a str,
+    /// id
+    pub id: &'a str,
+    /// init pid, 0 when stopped
+    pub pid: i32,
+    /// live status
+    pub status: &'static str,
+    /// bundle
+    pub bundle: &'a Path,
+    /// rootfs
+    pub rootfs: &'a Path,
+    /// creation time
+    pub created: &'a str,
+    /// owner
+    pub owner: &'a str,
+    /// annotations
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: &'a HashMap<String, String>,
 }
 
 /// What `<root>/<id>/state.json` holds.
@@ -179,27 +205,23 @@ impl State {
         }
     }
 
-    /// The OCI state JSON `state` prints (runc's shape: pid 0 when stopped).
-    pub fn to_oci_json(&self, status: Status) -> serde_json::Value {
-        let pid = if status == Status::Stopped {
-            0
-        } else {
-            self.pid
-        };
-        let mut v = serde_json::json!({
-            "ociVersion": self.oci_version,
-            "id": self.id,
-            "pid": pid,
-            "status": status.as_str(),
-            "bundle": self.bundle,
-            "rootfs": self.rootfs,
-            "created": self.created,
-            "owner": self.owner,
-        });
-        if !self.annotations.is_empty() {
-            v["annotations"] = serde_json::json!(self.annotations);
+    /// The OCI state `state`/`list` print, in runc's field order (pid 0 when stopped).
+    pub fn to_oci(&self, status: Status) -> OciState<'_> {
+        OciState {
+            oci_version: &self.oci_version,
+            id: &self.id,
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
+            status: status.as_str(),
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            owner: &self.owner,
+            annotations: &self.annotations,
         }
-        v
     }
 
     /// The runtime-spec state handed to hooks on stdin.

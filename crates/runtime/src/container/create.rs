@@ -13,9 +13,9 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use super::cgroup_shim::CgroupShim;
 use super::{load_spec, validate_id};
 use crate::error::Error;
+use crate::hooks::{self, HookKind};
 use crate::init::container::InitArgs;
 use crate::init::namespaces::{self, ParentNs, Plan};
 use crate::init::{error_chain, Channel, ChannelError, Message};
@@ -52,13 +52,13 @@ pub struct Created {
 }
 
 /// Undoes a half-made container unless disarmed.
-struct Cleanup {
+struct Cleanup<'a> {
     dir: Option<PathBuf>,
-    cgroup: Option<CgroupShim>,
+    cgroup: Option<&'a dyn berth_cgroups::Manager>,
     child: Option<Pid>,
 }
 
-impl Drop for Cleanup {
+impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         if let Some(pid) = self.child {
             let _ = kill(pid, Signal::SIGKILL);
@@ -73,7 +73,7 @@ impl Drop for Cleanup {
     }
 }
 
-impl Cleanup {
+impl Cleanup<'_> {
     fn disarm(mut self) {
         self.dir = None;
         self.cgroup = None;
@@ -143,6 +143,13 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
     let plan = Plan::from_spec(&spec)?;
     let linux = spec.linux().as_ref().expect("validate_spec checked linux");
 
+    let cgroup_box = berth_cgroups::create_manager(
+        linux.cgroups_path().as_deref(),
+        &opts.id,
+        opts.systemd_cgroup,
+    )
+    .map_err(Error::Cgroup)?;
+    let cgroup: &dyn berth_cgroups::Manager = cgroup_box.as_ref();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o711)
@@ -169,9 +176,8 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .map_err(Error::io("chmod exec fifo", &fifo))?;
 
-    let cgroup = CgroupShim::new(linux.cgroups_path().as_deref(), &opts.id);
     cgroup.create().map_err(Error::Cgroup)?;
-    cleanup.cgroup = Some(cgroup.clone());
+    cleanup.cgroup = Some(cgroup);
 
     let console: Option<OwnedFd> = match &opts.console_socket {
         Some(p) => Some(
@@ -197,6 +203,14 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
         systemd_cgroup: opts.systemd_cgroup,
     };
 
+    // Compiled here (cached under the state root) so the init only loads it.
+    let mut seccomp = match linux.seccomp() {
+        Some(s) => Some(
+            crate::seccomp::program_cached(s, &root.join(".seccomp-cache"))
+                .map_err(|e| Error::ConfigInvalid(format!("linux.seccomp: {}", error_chain(&e))))?,
+        ),
+        None => None,
+    };
     let (parent_chan, child_chan) = Channel::pair()?;
     let parent_ns = ParentNs::enter(&plan, &spec)?;
     let forked = berth_sys::process::fork_with_flags(plan.clone_flags);
@@ -214,6 +228,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
                 no_pivot: opts.no_pivot,
                 preserve_fds: opts.preserve_fds,
                 hook_state: &st,
+                seccomp: seccomp.take(),
             })
         }
         Ok(berth_sys::process::Forked::Parent(pid)) => pid,
@@ -230,7 +245,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
     drop(child_chan);
     drop(console);
 
-    cgroup.add_pid(pid.as_raw()).map_err(Error::Cgroup)?;
+    cgroup.add_task(pid).map_err(Error::Cgroup)?;
     if let Some(res) = linux.resources() {
         cgroup.apply(res).map_err(Error::Cgroup)?;
     }
@@ -272,16 +287,16 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
 /// prestart (deprecated, still honoured) then createRuntime, in the runtime's namespaces.
 fn run_runtime_hooks(spec: &Spec, st: &State) -> Result<(), Error> {
     let Some(h) = spec.hooks() else { return Ok(()) };
-    let hs = st.to_hook_state(Status::Created);
+    let hs = st.to_hook_state(Status::Creating);
     #[allow(deprecated)]
     if let Some(v) = h.prestart() {
-        crate::init::shim::hooks_run(v, &hs).map_err(|e| Error::Hook {
+        hooks::run(HookKind::Prestart, v, &hs).map_err(|e| Error::Hook {
             kind: "prestart",
             msg: error_chain(&e),
         })?;
     }
     if let Some(v) = h.create_runtime() {
-        crate::init::shim::hooks_run(v, &hs).map_err(|e| Error::Hook {
+        hooks::run(HookKind::CreateRuntime, v, &hs).map_err(|e| Error::Hook {
             kind: "createRuntime",
             msg: error_chain(&e),
         })?;

@@ -39,7 +39,7 @@ pub fn destroy(c: &Container) -> Result<(), Error> {
         let _ = nix::sys::signal::kill(Pid::from_raw(c.state.pid), Signal::SIGKILL);
         wait_gone(c.state.pid, c.state.pid_start_time, Duration::from_secs(10));
     }
-    let cg = c.cgroup();
+    let cg = c.cgroup()?;
     // Stray processes (no pid ns) may still be exiting.
     let _ = signal_all(c, Signal::SIGKILL);
     cg.destroy().map_err(Error::Cgroup)?;
@@ -49,13 +49,11 @@ pub fn destroy(c: &Container) -> Result<(), Error> {
         .ok()
         .and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone()));
     if let Some(hooks) = hooks {
-        let st = c.state.to_hook_state(Status::Stopped);
-        let mut errs = Vec::new();
-        for h in &hooks {
-            if let Err(e) = crate::init::shim::hooks_run(std::slice::from_ref(h), &st) {
-                errs.push(error_chain(&e));
-            }
-        }
+        let errs: Vec<String> =
+            crate::hooks::run_all_poststop(&hooks, &c.state.to_hook_state(Status::Stopped))
+                .iter()
+                .map(|e| error_chain(e))
+                .collect();
         if !errs.is_empty() {
             return Err(Error::Hook {
                 kind: "poststop",

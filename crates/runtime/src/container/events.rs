@@ -13,7 +13,8 @@ use crate::state::Status;
 pub fn stats_event(root: &Path, id: &str) -> Result<serde_json::Value, Error> {
     let c = Container::load(root, id)?;
     c.check("get stats of", c.status != Status::Stopped)?;
-    Ok(serde_json::json!({"type": "stats", "id": id, "data": c.cgroup().stats()}))
+    let stats = c.cgroup()?.stats().map_err(Error::Cgroup)?;
+    Ok(serde_json::json!({"type": "stats", "id": id, "data": stats}))
 }
 
 /// Prints one event (`once`) or one every `interval` while the container lives.

@@ -206,6 +206,7 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, Error> {
                 drop(parent_chan);
                 crate::init::exec::run(ExecArgs {
                     process: &process,
+                    linux: spec.linux().as_ref(),
                     namespaces: &nss,
                     chan: &child_chan,
                     console: console.as_ref(),
@@ -222,8 +223,8 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, Error> {
         e
     };
     c.cgroup()
-        .add_pid(child.as_raw())
-        .map_err(|e| fail(Error::Cgroup(e)))?;
+        .and_then(|cg| cg.add_task(child).map_err(Error::Cgroup))
+        .map_err(fail)?;
     parent_chan
         .send(&Message::Go {
             pid: child.as_raw(),

@@ -58,13 +58,11 @@ pub fn signal_init(c: &Container, sig: Signal) -> Result<(), Error> {
 
 /// Signals every process in the container's cgroup (thawing a paused one so SIGKILL lands).
 pub fn signal_all(c: &Container, sig: Signal) -> Result<(), Error> {
-    let cg = c.cgroup();
-    let pids = cg.pids().map_err(Error::Cgroup)?;
-    for p in pids {
-        let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
-    }
+    let cg = c.cgroup()?;
+    cg.kill_all(sig).map_err(Error::Cgroup)?;
     if c.status == Status::Paused && sig == Signal::SIGKILL {
-        cg.set_frozen(false).map_err(Error::Cgroup)?;
+        cg.freeze(berth_cgroups::FreezerState::Thawed)
+            .map_err(Error::Cgroup)?;
     }
     Ok(())
 }

@@ -34,7 +34,7 @@ pub fn print(w: &mut dyn Write, cs: &[Container], quiet: bool, json: bool) -> st
         return Ok(());
     }
     if json {
-        let v: Vec<serde_json::Value> = cs.iter().map(|c| c.state.to_oci_json(c.status)).collect();
+        let v: Vec<_> = cs.iter().map(|c| c.state.to_oci(c.status)).collect();
         serde_json::to_writer(&mut *w, &v)?;
         return writeln!(w);
     }

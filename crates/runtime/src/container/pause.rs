@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use berth_cgroups::FreezerState;
+
 use super::Container;
 use crate::error::Error;
 use crate::state::Status;
@@ -11,7 +13,9 @@ use crate::state::Status;
 pub fn pause(root: &Path, id: &str) -> Result<(), Error> {
     let mut c = Container::load(root, id)?;
     c.check("pause", c.status.can_pause())?;
-    c.cgroup().set_frozen(true).map_err(Error::Cgroup)?;
+    c.cgroup()?
+        .freeze(FreezerState::Frozen)
+        .map_err(Error::Cgroup)?;
     c.state.status = Status::Paused;
     c.state.save(&c.dir).map_err(Error::from)
 }
@@ -20,7 +24,9 @@ pub fn pause(root: &Path, id: &str) -> Result<(), Error> {
 pub fn resume(root: &Path, id: &str) -> Result<(), Error> {
     let mut c = Container::load(root, id)?;
     c.check("resume", c.status.can_resume())?;
-    c.cgroup().set_frozen(false).map_err(Error::Cgroup)?;
+    c.cgroup()?
+        .freeze(FreezerState::Thawed)
+        .map_err(Error::Cgroup)?;
     c.state.status = Status::Running;
     c.state.save(&c.dir).map_err(Error::from)
 }

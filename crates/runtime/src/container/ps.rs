@@ -11,7 +11,8 @@ use crate::error::Error;
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>, Error> {
     let c = Container::load(root, id)?;
     c.check("ps", c.status != crate::state::Status::Stopped)?;
-    c.cgroup().pids().map_err(Error::Cgroup)
+    let pids = c.cgroup()?.pids().map_err(Error::Cgroup)?;
+    Ok(pids.into_iter().map(|p| p.as_raw()).collect())
 }
 
 /// Runs `ps <args>` (default `-ef`) and prints the header plus the lines whose PID is in `pids`.

@@ -26,11 +26,14 @@ pub fn start(root: &Path, id: &str) -> Result<(), Error> {
     c.state.save(&c.dir)?;
     let spec = c.spec()?;
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
-        crate::init::shim::hooks_run(h, &c.state.to_hook_state(Status::Running)).map_err(|e| {
-            Error::Hook {
-                kind: "poststart",
-                msg: error_chain(&e),
-            }
+        crate::hooks::run(
+            crate::hooks::HookKind::Poststart,
+            h,
+            &c.state.to_hook_state(Status::Running),
+        )
+        .map_err(|e| Error::Hook {
+            kind: "poststart",
+            msg: error_chain(&e),
         })?;
     }
     Ok(())

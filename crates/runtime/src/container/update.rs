@@ -13,7 +13,7 @@ use crate::state::Status;
 pub fn update(root: &Path, id: &str, res: &LinuxResources) -> Result<(), Error> {
     let c = Container::load(root, id)?;
     c.check("update", c.status != Status::Stopped)?;
-    c.cgroup().apply(res).map_err(Error::Cgroup)
+    c.cgroup()?.apply(res).map_err(Error::Cgroup)
 }
 
 /// runc's `update` flags as values (None: leave alone).

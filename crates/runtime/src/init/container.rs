@@ -20,9 +20,9 @@ use oci_spec::runtime::Spec;
 
 use super::command::{Command, CommandError};
 use super::namespaces::{self, NamespaceError, Plan};
-use super::shim::{self, ShimError};
 use super::tty::{self, TtyError};
 use super::{error_chain, Channel, ChannelError, Message};
+use crate::hooks::{self, HookError, HookKind};
 use crate::state::State;
 
 /// Everything the child needs; it lives in the child's copy of the parent's memory.
@@ -48,6 +48,8 @@ pub struct InitArgs<'a> {
     pub preserve_fds: u32,
     /// state template for createContainer/startContainer hooks
     pub hook_state: &'a State,
+    /// seccomp program compiled by the parent (`linux.seccomp`), loaded by the init
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 /// Errors inside the init (sent to the parent as text).
@@ -62,12 +64,18 @@ pub enum InitError {
     /// namespaces
     #[error(transparent)]
     Namespace(#[from] NamespaceError),
-    /// rootfs / hooks / process (shimmed parts)
+    /// root filesystem
     #[error(transparent)]
-    Shim(#[from] ShimError),
+    Rootfs(#[from] crate::rootfs::RootfsError),
+    /// process attributes and seccomp
+    #[error(transparent)]
+    Process(#[from] crate::process::ProcessError),
     /// terminal
     #[error(transparent)]
     Tty(#[from] TtyError),
+    /// createContainer / startContainer hooks
+    #[error(transparent)]
+    Hook(#[from] HookError),
     /// the command
     #[error(transparent)]
     Command(#[from] CommandError),
@@ -94,8 +102,8 @@ fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> InitError {
 }
 
 /// Entry point of the init child: never returns.
-pub fn run(args: InitArgs<'_>) -> ! {
-    let err = match init(&args) {
+pub fn run(mut args: InitArgs<'_>) -> ! {
+    let err = match init(&mut args) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -107,7 +115,7 @@ pub fn run(args: InitArgs<'_>) -> ! {
     berth_sys::process::exit_now(127)
 }
 
-fn init(a: &InitArgs<'_>) -> Result<Infallible, InitError> {
+fn init(a: &mut InitArgs<'_>) -> Result<Infallible, InitError> {
     let process = a
         .spec
         .process()
@@ -141,7 +149,7 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, InitError> {
             })?;
         }
     }
-    shim::rootfs_prepare(a.spec, a.rootfs, a.bundle)?;
+    crate::rootfs::prepare(a.spec, a.rootfs, a.bundle)?;
     let hooks = a.spec.hooks().as_ref();
     #[allow(deprecated)]
     let runtime_hooks = hooks.is_some_and(|h| {
@@ -156,11 +164,15 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, InitError> {
         }
     }
     if let Some(h) = hooks.and_then(|h| h.create_container().as_ref()) {
-        shim::hooks_run(h, &hook_state.to_hook_state(crate::state::Status::Created))?;
+        hooks::run(
+            HookKind::CreateContainer,
+            h,
+            &hook_state.to_hook_state(crate::state::Status::Created),
+        )?;
     }
     let fifo: OwnedFd = open(a.fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys(format!("open exec fifo {}", a.fifo.display())))?;
-    shim::rootfs_pivot(a.rootfs, a.no_pivot)?;
+    crate::rootfs::pivot(a.rootfs, a.no_pivot)?;
     if process.terminal().unwrap_or(false) {
         let console = a.console.ok_or(InitError::NoConsole)?;
         let size = process
@@ -168,11 +180,12 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, InitError> {
             .map(|b| (b.height() as u16, b.width() as u16));
         tty::setup_console(console, size, true)?;
     }
-    shim::rootfs_finalize(a.spec)?;
+    crate::rootfs::finalize(a.spec)?;
     enter_cwd(process.cwd())?;
-    let env = process.env().clone().unwrap_or_default();
+    let env = crate::process::exec_env(process, Path::new("/"))?;
     let args = process.args().clone().unwrap_or_default();
-    shim::process_apply(process)?;
+    let prepared =
+        crate::process::apply_process(process, a.spec.linux().as_ref(), a.seccomp.take())?;
     let cmd = Command::resolve(&args, &env)?;
     a.chan.send(&Message::Ready)?;
 
@@ -193,8 +206,14 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, InitError> {
     drop(w);
     drop(fifo);
     if let Some(h) = hooks.and_then(|h| h.start_container().as_ref()) {
-        shim::hooks_run(h, &hook_state.to_hook_state(crate::state::Status::Running))?;
+        hooks::run(
+            HookKind::StartContainer,
+            h,
+            &hook_state.to_hook_state(crate::state::Status::Created),
+        )?;
     }
+    // seccomp notify (SCMP_ACT_NOTIFY) isn't forwarded to listenerPath yet: the fd is dropped.
+    drop(prepared.finalize()?);
     seal_fds(a.preserve_fds)?;
     Err(cmd.exec().into())
 }

@@ -31,6 +31,8 @@ pub struct NsFile {
 pub struct ExecArgs<'a> {
     /// the process to run
     pub process: &'a Process,
+    /// the container's `linux` section (seccomp, personality)
+    pub linux: Option<&'a oci_spec::runtime::Linux>,
     /// namespaces to join, ordered (user first, mnt last)
     pub namespaces: &'a [NsFile],
     /// child end of the channel
@@ -75,10 +77,11 @@ fn exec(a: &ExecArgs<'_>) -> Result<Infallible, InitError> {
         tty::setup_console(console, size, false)?;
     }
     enter_cwd(a.process.cwd())?;
-    let env = a.process.env().clone().unwrap_or_default();
+    let env = crate::process::exec_env(a.process, std::path::Path::new("/"))?;
     let args = a.process.args().clone().unwrap_or_default();
-    super::shim::process_apply(a.process)?;
+    let prepared = crate::process::apply_process(a.process, a.linux, None)?;
     let cmd = Command::resolve(&args, &env)?;
+    drop(prepared.finalize()?);
     seal_fds(a.preserve_fds)?;
     Err(cmd.exec().into())
 }
