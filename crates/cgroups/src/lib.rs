@@ -91,6 +91,11 @@ pub trait Manager: std::fmt::Debug + Send + Sync {
     /// Resource usage, in the shape of runc's `events --stats`.
     fn stats(&self) -> Result<Stats>;
 
+    /// How many processes the kernel's OOM killer has killed in this cgroup so far (v1
+    /// `memory.oom_control` `oom_kill`, v2 `memory.events` `oom_kill`): `events` reports an
+    /// `oom` event when it grows.
+    fn oom_kills(&self) -> Result<u64>;
+
     /// Every process in the cgroup and its sub-cgroups.
     fn pids(&self) -> Result<Vec<Pid>>;
 

@@ -271,6 +271,7 @@ fn v1_full_lifecycle_on_the_real_hierarchy() {
         g.manager.pids().expect("pids"),
         vec![Pid::from_raw(pid as i32)]
     );
+    assert_eq!(g.manager.oom_kills().expect("oom count"), 0);
 
     g.manager.freeze(FreezerState::Frozen).expect("freeze");
     assert_eq!(g.manager.state().expect("state"), FreezerState::Frozen);

@@ -296,6 +296,14 @@ impl Manager for V1Manager {
         Ok(s)
     }
 
+    fn oom_kills(&self) -> Result<u64> {
+        let d = self.need("memory", "the OOM kill count")?;
+        Ok(crate::file::read_flat_keyed(d, "memory.oom_control")?
+            .get("oom_kill")
+            .copied()
+            .unwrap_or(0))
+    }
+
     fn pids(&self) -> Result<Vec<Pid>> {
         let mut out = Vec::new();
         if let Some(d) = self.procs_dir() {

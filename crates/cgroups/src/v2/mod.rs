@@ -208,6 +208,13 @@ impl Manager for V2Manager {
         })
     }
 
+    fn oom_kills(&self) -> Result<u64> {
+        Ok(file::read_flat_keyed(&self.dir, "memory.events")?
+            .get("oom_kill")
+            .copied()
+            .unwrap_or(0))
+    }
+
     fn pids(&self) -> Result<Vec<Pid>> {
         let mut out = Vec::new();
         dir::procs_recursive(&self.dir, &mut out)?;
