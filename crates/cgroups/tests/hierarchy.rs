@@ -557,3 +557,48 @@ fn enter_puts_a_forked_child_in_the_v1_cgroups_and_leave_returns() {
     println!("enter {enter_time:?}, leave {leave_time:?}, add_task {add_time:?}");
     assert_eq!(g.manager.pids().expect("pids").len(), 2);
 }
+
+#[test]
+fn memory_limit_is_enforced_and_the_oom_kill_counted() {
+    let Some(layout) = privileged_layout() else {
+        return;
+    };
+    let root = unique_root();
+    let manager = create_manager_with(&layout, Some(&root), "oom").expect("manager");
+    let mut g = Guard {
+        manager,
+        children: Vec::new(),
+    };
+    g.manager.create().expect("create");
+    let limit = 32i64 << 20;
+    let r = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(limit)
+                .swap(limit)
+                .build()
+                .expect("memory"),
+        )
+        .build()
+        .expect("resources");
+    g.manager.apply(&r).expect("apply");
+    // `tail` keeps the current "line" in memory, and /dev/zero has no newline.
+    let entered = g.manager.enter().expect("enter");
+    let child = Command::new("tail").arg("/dev/zero").spawn();
+    entered.leave().expect("leave");
+    g.children.push(child.expect("spawn tail"));
+    let status = g.children[0].wait().expect("wait");
+    g.children.clear();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "killed by the OOM killer"
+    );
+    assert_eq!(g.manager.oom_kills().expect("oom count"), 1);
+    let stats = g.manager.stats().expect("stats");
+    assert!(
+        stats.memory.usage.max >= (limit as u64) / 2,
+        "{:?}",
+        stats.memory.usage
+    );
+}
