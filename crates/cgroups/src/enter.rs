@@ -11,6 +11,10 @@
 //! moves into the container's v1 cgroups, the fork inherits them and is cloned into the cgroup2
 //! directory given by [`Entered::cgroup_fd`], and [`Entered::leave`] moves the caller back to
 //! where it was. In a forked child the guard does nothing (it checks the pid).
+//!
+//! While entered, the calling thread counts in the container's cgroups: against `pids.max` (a
+//! limit of 1 leaves no room for the child; apply such a limit after `leave`), and a frozen
+//! cgroup would freeze the caller (never enter a paused container).
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};

@@ -62,9 +62,7 @@ impl V1Manager {
                     if ctrls.is_empty() {
                         c.is_empty()
                     } else {
-                        !c.is_empty()
-                            && c.iter().all(|x| ctrls.contains(x))
-                            && c.len() == ctrls.len()
+                        same_set(c, ctrls)
                     }
                 })
                 .map(|(_, p)| p.as_path())

@@ -62,34 +62,25 @@ impl V2Manager {
     /// delegated) is left as is, and `apply` reports the controller as missing if it is needed.
     fn enable_controllers(&self) {
         let rel = self.dir.strip_prefix(&self.mount).unwrap_or(&self.dir);
-        let mut cur = self.mount.clone();
-        let comps: Vec<_> = rel.components().collect();
-        for c in comps
-            .iter()
-            .take(comps.len().saturating_sub(1))
-            .copied()
-            .chain(std::iter::once(std::path::Component::CurDir))
-        {
-            let available = file::read_opt(&cur, "cgroup.controllers")
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            let enabled = file::read_opt(&cur, "cgroup.subtree_control")
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+        // The mount and every directory between it and the container's (exclusive).
+        let mut ancestors = vec![self.mount.clone()];
+        if let Some(parent) = rel.parent() {
+            for c in parent.components() {
+                let next = ancestors[ancestors.len() - 1].join(c);
+                ancestors.push(next);
+            }
+        }
+        for dir in &ancestors {
+            let read = |name| file::read_opt(dir, name).ok().flatten().unwrap_or_default();
+            let (available, enabled) = (read("cgroup.controllers"), read("cgroup.subtree_control"));
             let missing: Vec<String> = available
                 .split_whitespace()
                 .filter(|a| !enabled.split_whitespace().any(|e| e == *a))
                 .map(|a| format!("+{a}"))
                 .collect();
             if !missing.is_empty() {
-                let _ = file::write(&cur, "cgroup.subtree_control", &missing.join(" "));
+                let _ = file::write(dir, "cgroup.subtree_control", &missing.join(" "));
             }
-            if c == std::path::Component::CurDir {
-                break;
-            }
-            cur.push(c);
         }
     }
 
