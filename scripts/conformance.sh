@@ -24,7 +24,7 @@ if [ "${1:-}" = "--build-only" ]; then build_only=1; shift; fi
 
 RUSTFLAGS="-C target-feature=+crt-static" \
   cargo build -q --release -p berth-conformance --bin berth-checker --target "$triple"
-if ! file "$checker" | grep -q 'static'; then
+if ! ldd "$checker" 2>&1 | grep -q -e 'statically linked' -e 'not a dynamic executable'; then
   echo "conformance: $checker is not statically linked" >&2
   exit 1
 fi
