@@ -14,7 +14,7 @@
 //!
 //! While entered, the calling thread counts in the container's cgroups: against `pids.max` (a
 //! limit of 1 leaves no room for the child; apply such a limit after `leave`), and a frozen
-//! cgroup would freeze the caller (never enter a paused container).
+//! cgroup would freeze the caller (`enter` refuses a frozen cgroup).
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};

@@ -74,6 +74,9 @@ pub enum CgroupError {
         wanted: &'static str,
         last: String,
     },
+    /// `enter` on a frozen cgroup would freeze the caller.
+    #[error("cgroup {} is frozen: refusing to move the caller into it", path.display())]
+    Frozen { path: PathBuf },
     /// The cgroup still had processes or children after the retries of `destroy`.
     #[error("cgroup {} still busy after retries", path.display())]
     Busy {

@@ -280,6 +280,8 @@ fn v1_full_lifecycle_on_the_real_hierarchy() {
         'D',
         "a v1-frozen task sleeps uninterruptibly"
     );
+    let e = g.manager.enter().expect_err("entering a frozen cgroup");
+    assert!(e.to_string().contains("frozen"), "{e}");
     g.manager.freeze(FreezerState::Thawed).expect("thaw");
     assert_eq!(g.manager.state().expect("state"), FreezerState::Thawed);
     // Running again: not in the freezer's uninterruptible sleep any more.

@@ -171,6 +171,13 @@ impl Manager for V1Manager {
     }
 
     fn enter(&self) -> Result<Entered> {
+        if let Some(d) = self.dir_for("freezer") {
+            if freezer::state(d)? == FreezerState::Frozen {
+                return Err(CgroupError::Frozen {
+                    path: d.to_path_buf(),
+                });
+            }
+        }
         let own = read_own_cgroups(Path::new("/proc/thread-self/cgroup"))?;
         let mut to = Vec::with_capacity(self.dirs.len());
         let mut from = Vec::with_capacity(self.dirs.len());

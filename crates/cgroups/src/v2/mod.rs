@@ -119,6 +119,11 @@ impl Manager for V2Manager {
     }
 
     fn enter(&self) -> Result<Entered> {
+        if freezer::state(&self.dir)? == FreezerState::Frozen {
+            return Err(CgroupError::Frozen {
+                path: self.dir.clone(),
+            });
+        }
         Entered::enter(&[], Vec::new(), Some(&self.dir))
     }
 
