@@ -125,32 +125,22 @@ impl Root {
             if let Some(fd) = self.lookup(&join(&comps))? {
                 return Ok(fd);
             }
-            let mut parent = self.resolve(Path::new("/"))?;
-            for i in 0..comps.len() {
-                let prefix = join(&comps[..=i]);
-                if let Some(fd) = self.lookup(&prefix)? {
-                    parent = fd;
-                    continue;
+            if comps.is_empty() {
+                return self.resolve(Path::new("/"));
+            }
+            // The deepest existing ancestor, searched from the end: usually the parent.
+            let mut first_missing = comps.len() - 1;
+            let mut parent = loop {
+                if first_missing == 0 {
+                    break self.resolve(Path::new("/"))?;
                 }
+                if let Some(fd) = self.lookup(&join(&comps[..first_missing]))? {
+                    break fd;
+                }
+                first_missing -= 1;
+            };
+            for i in first_missing..comps.len() {
                 let name = &comps[i];
-                // Missing, or a dangling symlink: follow the link (inside the root) to create
-                // what it points to.
-                if let Ok(target) = nix::fcntl::readlinkat(parent.as_fd(), name.as_os_str()) {
-                    hops += 1;
-                    if hops > MAX_SYMLINKS {
-                        return Err(create_err(Errno::ELOOP));
-                    }
-                    let target = Path::new(&target);
-                    let mut next = if target.is_absolute() {
-                        PathBuf::from("/")
-                    } else {
-                        join(&comps[..i])
-                    };
-                    next.push(target);
-                    next.extend(&comps[i + 1..]);
-                    comps = clean(&next);
-                    continue 'restart;
-                }
                 let last = i + 1 == comps.len();
                 let created = if last && kind == Kind::File {
                     nix::fcntl::openat(
@@ -172,10 +162,32 @@ impl Root {
                     )
                 };
                 match created {
-                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Ok(()) => {}
+                    // It exists but didn't resolve: a dangling symlink. Follow the link
+                    // (inside the root) to create what it points to.
+                    Err(Errno::EEXIST) => {
+                        if let Ok(target) = nix::fcntl::readlinkat(parent.as_fd(), name.as_os_str())
+                        {
+                            hops += 1;
+                            if hops > MAX_SYMLINKS {
+                                return Err(create_err(Errno::ELOOP));
+                            }
+                            let target = Path::new(&target);
+                            let mut next = if target.is_absolute() {
+                                PathBuf::from("/")
+                            } else {
+                                join(&comps[..i])
+                            };
+                            next.push(target);
+                            next.extend(&comps[i + 1..]);
+                            comps = clean(&next);
+                            continue 'restart;
+                        }
+                        // Not a symlink: created meanwhile; resolve it below.
+                    }
                     Err(e) => return Err(create_err(e)),
                 }
-                parent = self.resolve(&prefix)?;
+                parent = self.resolve(&join(&comps[..=i]))?;
             }
             return Ok(parent);
         }
