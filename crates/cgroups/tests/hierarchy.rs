@@ -604,3 +604,51 @@ fn memory_limit_is_enforced_and_the_oom_kill_counted() {
         stats.memory.usage
     );
 }
+
+#[test]
+fn cfs_and_realtime_budgets_on_a_top_level_cgroup() {
+    let Some(layout) = privileged_layout() else {
+        return;
+    };
+    let Some(cpu) = layout.v1.iter().find(|h| h.has("cpu")) else {
+        println!("SKIP: no v1 cpu controller");
+        return;
+    };
+    if !cpu.mount.join("cpu.rt_runtime_us").exists() {
+        println!("SKIP: no realtime group scheduling (CONFIG_RT_GROUP_SCHED)");
+        return;
+    }
+    let root = unique_root();
+    let manager = create_manager_with(&layout, Some(&root), "rt").expect("manager");
+    let g = Guard {
+        manager,
+        children: Vec::new(),
+    };
+    g.manager.create().expect("create");
+    let dir = cpu.mount.join(root.strip_prefix("/").expect("absolute"));
+    // Like runtime-tools: several period/quota pairs in a row on the same cgroup, including a
+    // period shorter than the quota before it.
+    for (period, quota) in [
+        (100_000u64, 50_000i64),
+        (500_000, 200_000),
+        (100_000, 200_000),
+    ] {
+        let r = LinuxResourcesBuilder::default()
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .period(period)
+                    .quota(quota)
+                    .realtime_period(1_000_000u64)
+                    .realtime_runtime(10_000)
+                    .build()
+                    .expect("cpu"),
+            )
+            .build()
+            .expect("resources");
+        g.manager.apply(&r).expect("apply cpu");
+        assert_eq!(read(&dir, "cpu.cfs_period_us").trim(), period.to_string());
+        assert_eq!(read(&dir, "cpu.cfs_quota_us").trim(), quota.to_string());
+        assert_eq!(read(&dir, "cpu.rt_runtime_us").trim(), "10000");
+        assert_eq!(read(&dir, "cpu.rt_period_us").trim(), "1000000");
+    }
+}

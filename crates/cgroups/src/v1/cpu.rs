@@ -52,11 +52,28 @@ pub fn apply(c: &LinuxCpu, dir: &Path) -> Result<()> {
     if let Some(b) = c.burst() {
         file::write(dir, "cpu.cfs_burst_us", &b.to_string())?;
     }
-    if let Some(p) = c.realtime_period().filter(|&p| p != 0) {
-        file::write(dir, "cpu.rt_period_us", &p.to_string())?;
+    // Same ordering problem for the realtime pair (runtime <= period).
+    let rt_period = c.realtime_period().filter(|&p| p != 0);
+    let rt_runtime = c.realtime_runtime().filter(|&r| r != 0);
+    let mut rt_period_done = true;
+    if let Some(p) = rt_period {
+        match file::write(dir, "cpu.rt_period_us", &p.to_string()) {
+            Ok(()) => {}
+            Err(CgroupError::Write { ref source, .. })
+                if source.raw_os_error() == Some(libc::EINVAL) && rt_runtime.is_some() =>
+            {
+                rt_period_done = false
+            }
+            Err(e) => return Err(e),
+        }
     }
-    if let Some(r) = c.realtime_runtime().filter(|&r| r != 0) {
+    if let Some(r) = rt_runtime {
         file::write(dir, "cpu.rt_runtime_us", &r.to_string())?;
+    }
+    if !rt_period_done {
+        if let Some(p) = rt_period {
+            file::write(dir, "cpu.rt_period_us", &p.to_string())?;
+        }
     }
     if let Some(i) = c.idle() {
         file::write(dir, "cpu.idle", &i.to_string())?;
