@@ -212,15 +212,6 @@ pub fn check(
             Expect::Limit(h.limit as i64),
         );
     }
-    if let Some(w) = res.block_io.as_ref().and_then(|b| b.weight) {
-        want(
-            "blkio",
-            "blockIO.weight",
-            "blkio.weight",
-            None,
-            Expect::Exact(w.to_string()),
-        );
-    }
     if let Some(c) = res.network.as_ref().and_then(|n| n.class_id) {
         want(
             "net_cls",
@@ -229,6 +220,16 @@ pub fn check(
             None,
             Expect::Exact(c.to_string()),
         );
+    }
+    // CFQ's blkio.weight is gone from current kernels; BFQ's blkio.bfq.weight replaces it (read
+    // back as "N" or "default N").
+    if let Some(w) = res.block_io.as_ref().and_then(|b| b.weight) {
+        let outcome = match locate("blkio") {
+            None => Outcome::Skip("blkio controller not visible".into()),
+            Some(d) if d.v2 => Outcome::Skip("blockIO.weight is checked on v1 only".into()),
+            Some(d) => blkio_weight(&d.path, w),
+        };
+        out.push(("linux.resources.blockIO.weight".into(), outcome));
     }
     if !res.devices.is_empty() {
         let outcome = match locate("devices") {
@@ -242,6 +243,27 @@ pub fn check(
         out.push(("linux.resources.devices".into(), outcome));
     }
     out
+}
+
+fn blkio_weight(dir: &Path, want: u16) -> Outcome {
+    let Some(file) = ["blkio.weight", "blkio.bfq.weight"]
+        .into_iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+    else {
+        return Outcome::Skip("no blkio weight file".into());
+    };
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let first = text.lines().next().unwrap_or("").trim();
+            if first.strip_prefix("default ").unwrap_or(first) == want.to_string() {
+                Outcome::Pass
+            } else {
+                Outcome::Fail(format!("{} is {text:?}, expected {want}", file.display()))
+            }
+        }
+        Err(e) => Outcome::Fail(format!("{}: {e}", file.display())),
+    }
 }
 
 /// What a cgroup file must hold.

@@ -14,8 +14,23 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Removes the `/berth-conf` parents runtimes create for absolute cgroupsPaths, once empty
+/// (another test may still use them: then rmdir fails and the last one out removes them).
+struct ParentCleanup;
+
+impl Drop for ParentCleanup {
+    fn drop(&mut self) {
+        if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
+            for h in hierarchies.flatten() {
+                let _ = fs::remove_dir(h.path().join("berth-conf"));
+            }
+        }
+    }
+}
+
 /// Runs one cgroup scenario: `resources` with an absolute or relative cgroupsPath.
 fn scenario(name: &str, resources: Value, relative: bool, controllers: &[&str]) {
+    let _parents = ParentCleanup;
     let rt = Runtime::new();
     let mut b = Bundle::new(&[]);
     let leaf = unique_id(name);
@@ -206,8 +221,15 @@ fn linux_cgroups_network() {
     );
 }
 
+/// Whether a blkio cgroup below the root has a weight file (the root never has BFQ's).
 fn blkio_weight_present() -> bool {
-    Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists()
+    let probe = Path::new("/sys/fs/cgroup/blkio").join(unique_id("probe"));
+    if fs::create_dir(&probe).is_err() {
+        return false;
+    }
+    let present = probe.join("blkio.weight").exists() || probe.join("blkio.bfq.weight").exists();
+    let _ = fs::remove_dir(&probe);
+    present
 }
 
 #[test]
