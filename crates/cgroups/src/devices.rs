@@ -2,8 +2,8 @@
 //! controllers: the checked form of `linux.resources.devices`, and the default devices every
 //! container may use (crun's list), which are applied after the config's rules.
 //!
-//! Semantics, as the runtime spec says: rules apply in order and a later rule overrides an
-//! earlier one. `p` (fifo) rules are dropped (the device controller never sees fifos); `u` is a
+//! Semantics, as the runtime spec says: the list is an allowlist (everything starts denied),
+//! rules apply in order and a later rule overrides an earlier one. `p` (fifo) rules are dropped (the device controller never sees fifos); `u` is a
 //! character device.
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
@@ -158,9 +158,21 @@ fn parse_access(s: &str, i: usize) -> Result<u8> {
     Ok(bits)
 }
 
-/// The config's rules followed by [`DEFAULT_RULES`].
+/// Denies every access to every device: the start of every effective rule list.
+pub const DENY_ALL: DeviceRule = DeviceRule {
+    allow: false,
+    kind: DeviceKind::All,
+    major: None,
+    minor: None,
+    access: access::ALL,
+};
+
+/// What is applied for `linux.resources.devices`: [`DENY_ALL`] (the list is an allowlist, as
+/// runc treats it on v1 and v2), the config's rules in order, then [`DEFAULT_RULES`].
 pub fn effective_rules(rules: &[LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>> {
-    let mut out = rules_from_spec(rules)?;
+    let mut out = Vec::with_capacity(rules.len() + 1 + DEFAULT_RULES.len());
+    out.push(DENY_ALL);
+    out.extend(rules_from_spec(rules)?);
     out.extend_from_slice(&DEFAULT_RULES);
     Ok(out)
 }
@@ -205,10 +217,10 @@ mod tests {
         assert!(!r[0].allow);
         assert_eq!(r[1].v1_line(), "c 10:229 rw");
         assert_eq!(r[2].v1_line(), "b 8:* m");
-        assert_eq!(
-            effective_rules(&spec).unwrap().len(),
-            3 + DEFAULT_RULES.len()
-        );
+        let eff = effective_rules(&spec).unwrap();
+        assert_eq!(eff.len(), 1 + 3 + DEFAULT_RULES.len());
+        assert_eq!(eff[0], DENY_ALL);
+        assert_eq!(eff[2].v1_line(), "c 10:229 rw");
         assert_eq!(DEFAULT_RULES[9].v1_line(), "c 136:* rwm");
     }
 

@@ -5,8 +5,9 @@
 //! The program decides each requested access bit (mknod, read, write) on its own: for a bit, the
 //! rules are scanned from the last to the first (a later rule overrides an earlier one) and the
 //! first rule naming that bit and matching the device decides; when none matches, the access is
-//! allowed, as in a fresh v1 cgroup (configs start with "deny all", which then matches
-//! everything). The request is allowed only if every bit it asks for is.
+//! allowed, as in a fresh v1 cgroup — but the manager always puts "deny all" first
+//! ([`crate::devices::effective_rules`]), which matches everything. The request is allowed only
+//! if every bit it asks for is.
 //!
 //! Context (`struct bpf_cgroup_dev_ctx`): `access_type` = access << 16 | type (1 block,
 //! 2 char), `major`, `minor`, each u32. Registers: r2 type, r3 access, r4 major, r5 minor, r6
@@ -392,6 +393,16 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(run(&p, C, W, 1, 5), 0);
+    }
+
+    #[test]
+    fn an_empty_config_allows_only_the_defaults() {
+        let p = program(&crate::devices::effective_rules(&[]).unwrap()).unwrap();
+        assert_all_reachable(&p);
+        assert_eq!(run(&p, C, R | W, 1, 3), 1);
+        assert_eq!(run(&p, C, R, 1, 11), 0);
+        assert_eq!(run(&p, B, R, 254, 0), 0);
+        assert_eq!(run(&p, B, M, 254, 0), 1);
     }
 
     #[test]
