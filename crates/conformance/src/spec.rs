@@ -67,6 +67,15 @@ pub struct Process {
     pub apparmor_profile: Option<String>,
     #[serde(rename = "execCPUAffinity")]
     pub exec_cpu_affinity: Option<ExecCpuAffinity>,
+    pub scheduler: Option<Scheduler>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Scheduler {
+    pub policy: String,
+    pub nice: Option<i32>,
+    pub priority: Option<i32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -498,6 +498,17 @@ fn process_exec_cpu_affinity() {
 }
 
 #[test]
+fn process_scheduler() {
+    let mut b = Bundle::new(&[]);
+    b.set(
+        &["process", "scheduler"],
+        json!({ "policy": "SCHED_BATCH", "nice": 5 }),
+    );
+    let r = inside(&b, "process_scheduler");
+    assert!(r.passed_containing("process.scheduler"));
+}
+
+#[test]
 fn config_updates_without_affect() {
     // Changing config.json after create must not change the container.
     let rt = Runtime::new();

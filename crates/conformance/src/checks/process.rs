@@ -78,6 +78,9 @@ pub fn check<W: Write>(p: &Process, tap: &mut Tap<W>) {
             });
         tap.record("process.execCPUAffinity.final", r);
     }
+    if let Some(sched) = &p.scheduler {
+        tap.record("process.scheduler", scheduler(sched));
+    }
     if p.terminal {
         tap.record(
             "process.terminal: stdio is the container's terminal",
@@ -87,6 +90,52 @@ pub fn check<W: Write>(p: &Process, tap: &mut Tap<W>) {
     tap.record("no file descriptors leaked beyond stdio", leaked_fds());
     if let Some(profile) = p.apparmor_profile.as_deref().filter(|s| !s.is_empty()) {
         tap.record("process.apparmorProfile", apparmor(profile));
+    }
+}
+
+/// Policy, nice and real-time priority from /proc/self/stat (fields 41, 19 and 40).
+fn scheduler(want: &crate::spec::Scheduler) -> Result<(), String> {
+    let policy = match want.policy.as_str() {
+        "SCHED_OTHER" => 0,
+        "SCHED_FIFO" => 1,
+        "SCHED_RR" => 2,
+        "SCHED_BATCH" => 3,
+        "SCHED_ISO" => 4,
+        "SCHED_IDLE" => 5,
+        "SCHED_DEADLINE" => 6,
+        other => return Err(format!("unknown scheduler policy {other}")),
+    };
+    let stat = procfs::read_trimmed("/proc/self/stat")?;
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // f[0] is field 3 (state).
+    let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<i64>().ok());
+    let mut wrong = Vec::new();
+    if field(41) != Some(policy) {
+        wrong.push(format!(
+            "policy {:?}, expected {policy} ({})",
+            field(41),
+            want.policy
+        ));
+    }
+    if let Some(nice) = want.nice {
+        if field(19) != Some(i64::from(nice)) {
+            wrong.push(format!("nice {:?}, expected {nice}", field(19)));
+        }
+    }
+    if let Some(prio) = want.priority.filter(|_| policy == 1 || policy == 2) {
+        if field(40) != Some(i64::from(prio)) {
+            wrong.push(format!("rt_priority {:?}, expected {prio}", field(40)));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("; "))
     }
 }
 
