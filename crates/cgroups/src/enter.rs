@@ -9,11 +9,12 @@
 //!
 //! So the runtime calls [`crate::Manager::enter`] right before forking: the calling thread
 //! moves into the container's v1 cgroups, the fork inherits them and is cloned into the cgroup2
-//! directory given by [`Entered::cgroup_fd`], and [`Entered::leave`] moves the caller back to
-//! where it was. In a forked child the guard does nothing (it checks the pid).
+//! directory given by [`Entered::cgroup_fd`], and [`Entered::finish`] moves the caller back to
+//! where it was (and adds the child to the cgroup2 directory the slow way if the fork could not
+//! use `CLONE_INTO_CGROUP`). In a forked child the guard does nothing (it checks the pid).
 //!
 //! While entered, the calling thread counts in the container's cgroups: against `pids.max` (a
-//! limit of 1 leaves no room for the child; apply such a limit after `leave`), and a frozen
+//! limit of 1 leaves no room for the child; apply such a limit after `finish`), and a frozen
 //! cgroup would freeze the caller (`enter` refuses a frozen cgroup).
 
 use std::fs::File;
@@ -23,14 +24,15 @@ use std::path::PathBuf;
 use crate::error::Result;
 use crate::file;
 
-/// The calling thread is inside the container's v1 cgroups until [`Entered::leave`] (or drop).
+/// The calling thread is inside the container's v1 cgroups until [`Entered::finish`] or
+/// [`Entered::leave`] (or drop).
 #[derive(Debug)]
 pub struct Entered {
     pid: nix::unistd::Pid,
     /// The v1 directories the thread came from.
     back: Vec<PathBuf>,
-    /// The container's cgroup2 directory, for `CLONE_INTO_CGROUP`.
-    cgroup2: Option<File>,
+    /// The container's cgroup2 directory (path and an fd for `CLONE_INTO_CGROUP`).
+    cgroup2: Option<(PathBuf, File)>,
     left: bool,
 }
 
@@ -43,10 +45,13 @@ impl Entered {
         cgroup2: Option<&std::path::Path>,
     ) -> Result<Entered> {
         let cgroup2 = match cgroup2 {
-            Some(d) => Some(File::open(d).map_err(|source| crate::CgroupError::Read {
-                path: d.to_path_buf(),
-                source,
-            })?),
+            Some(d) => {
+                let f = File::open(d).map_err(|source| crate::CgroupError::Read {
+                    path: d.to_path_buf(),
+                    source,
+                })?;
+                Some((d.to_path_buf(), f))
+            }
             None => None,
         };
         let mut e = Entered {
@@ -65,7 +70,20 @@ impl Entered {
     /// The container's cgroup2 directory: pass it as `clone_args.cgroup` with
     /// `CLONE_INTO_CGROUP` so the child starts there (hybrid and unified machines).
     pub fn cgroup_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.cgroup2.as_ref().map(|f| f.as_fd())
+        self.cgroup2.as_ref().map(|(_, f)| f.as_fd())
+    }
+
+    /// After the fork: moves the caller back, and when the child was *not* cloned with
+    /// `CLONE_INTO_CGROUP` into [`Entered::cgroup_fd`], adds it to the cgroup2 directory the
+    /// classic (slow) way so it is in every hierarchy.
+    pub fn finish(mut self, child: nix::unistd::Pid, cloned_into_cgroup2: bool) -> Result<()> {
+        let back = self.go_back();
+        if !cloned_into_cgroup2 {
+            if let Some((dir, _)) = &self.cgroup2 {
+                file::write(dir, "cgroup.procs", &child.as_raw().to_string())?;
+            }
+        }
+        back
     }
 
     /// Moves the calling thread back to the cgroups it was in before `enter`.

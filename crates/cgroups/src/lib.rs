@@ -12,11 +12,12 @@
 //! Use from a runtime (`create`/`run`/`exec`):
 //! 1. `let m = create_manager(cgroups_path, id, systemd)?; m.create()?; m.apply(&resources)?;`
 //!    (limits are in place before the first instruction of the container runs);
-//! 2. `let e = m.enter()?;` then fork with `clone3(CLONE_INTO_CGROUP)` and `e.cgroup_fd()`, then
-//!    `e.leave()?` in the parent: the child starts inside every hierarchy without the ~10 ms
-//!    `cgroup.procs` write ([`enter`] explains why). Without `CLONE_INTO_CGROUP`, fork normally
-//!    and the child is in the v1 hierarchies only (enough for limits and accounting); or use
-//!    [`Manager::add_task`] after the fork, which costs the full price;
+//! 2. `let e = m.enter()?;` then fork — with `clone3(CLONE_INTO_CGROUP)` and `e.cgroup_fd()`
+//!    when the fork can — then `e.finish(child_pid, cloned_into)?` in the parent: the child
+//!    starts inside the v1 hierarchies without the ~10 ms `cgroup.procs` write ([`enter`]
+//!    explains why); `finish` moves the caller back, and adds the child to the cgroup2
+//!    directory the slow way only if it was not cloned into it. ([`Manager::add_task`] after a
+//!    plain fork also works, at the full price.)
 //! 3. `pause`/`resume`: [`Manager::freeze`]; `events --stats`: [`Manager::stats`]; `ps`:
 //!    [`Manager::pids`]; `kill --all`/`delete --force`: [`Manager::kill_all`]; `delete`:
 //!    [`Manager::destroy`] (after the processes are gone; it retries EBUSY briefly).
@@ -75,7 +76,7 @@ pub trait Manager: std::fmt::Debug + Send + Sync {
     /// Moves the *calling thread* into the container's v1 cgroups without the kernel's global
     /// lock, so that a process forked now starts inside them; the returned guard holds the
     /// cgroup2 directory to clone into (`CLONE_INTO_CGROUP`) and moves the caller back on
-    /// [`Entered::leave`]. See the [`enter`](mod@crate::enter) module.
+    /// [`Entered::finish`]. See the [`enter`](mod@crate::enter) module.
     fn enter(&self) -> Result<Entered>;
 
     /// Applies resource limits. Only set fields are written; asking for a controller that is
