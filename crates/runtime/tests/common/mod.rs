@@ -156,12 +156,7 @@ impl Drop for Runtime {
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     ["pids", "memory", "freezer", "cpu"]
         .iter()
-        .map(|c| {
-            Path::new("/sys/fs/cgroup")
-                .join(c)
-                .join("berth-runtime")
-                .join(id)
-        })
+        .map(|c| Path::new("/sys/fs/cgroup").join(c).join("berth").join(id))
         .collect()
 }
 
