@@ -1,10 +1,10 @@
 //! The life of one cgroup directory: `mkdir -p` remembering what it created, adding a process,
-//! listing processes (sub-cgroups included), and removal leaf-first with a short retry while
-//! dying processes still hold it busy.
+//! listing processes (sub-cgroups included), and removal leaf-first with one short shared retry
+//! while dying processes still hold directories busy.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
@@ -62,36 +62,51 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
     }
 }
 
-/// Removes `dir` and its sub-cgroups, deepest first. A missing directory is fine. EBUSY (tasks
-/// still exiting) is retried for about half a second.
-pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
+/// Removes `dir` and its sub-cgroups, deepest first, once: `Ok(false)` when a directory was
+/// still busy (EBUSY: tasks still exiting). A missing directory counts as removed.
+fn remove_tree_once(dir: &Path) -> Result<bool> {
     for sub in subdirs(dir)? {
-        remove_tree(&sub)?;
-    }
-    let mut pause = Duration::from_millis(1);
-    for attempt in 0.. {
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 40 => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                return Err(CgroupError::Busy {
-                    path: dir.to_path_buf(),
-                    source: e,
-                })
-            }
-            Err(source) => {
-                return Err(CgroupError::Remove {
-                    path: dir.to_path_buf(),
-                    source,
-                })
-            }
+        if !remove_tree_once(&sub)? {
+            return Ok(false);
         }
     }
-    unreachable!("the retry loop returns")
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
+        Err(source) => Err(CgroupError::Remove {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Removes every directory of `dirs` with its sub-cgroups (deepest first). Directories still
+/// busy are retried together for about half a second in all, then reported.
+pub(crate) fn remove_trees(dirs: &[PathBuf]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let mut pending: Vec<&PathBuf> = dirs.iter().collect();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let mut still = Vec::new();
+        for d in pending {
+            if !remove_tree_once(d)? {
+                still.push(d);
+            }
+        }
+        let Some(first) = still.first() else {
+            return Ok(());
+        };
+        if Instant::now() >= deadline {
+            return Err(CgroupError::Busy {
+                path: first.to_path_buf(),
+                source: io::Error::from_raw_os_error(libc::EBUSY),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+        pending = still;
+    }
 }
 
 /// Removes the now empty ancestors that this manager created (deepest first); ones still used
@@ -121,13 +136,15 @@ mod tests {
     }
 
     #[test]
-    fn remove_tree_is_leaf_first_and_tolerates_missing() {
+    fn remove_trees_is_leaf_first_and_tolerates_missing() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("x/y/z")).unwrap();
         std::fs::create_dir_all(t.path().join("x/w")).unwrap();
-        remove_tree(&t.path().join("x")).unwrap();
+        std::fs::create_dir_all(t.path().join("v")).unwrap();
+        remove_trees(&[t.path().join("x"), t.path().join("v")]).unwrap();
         assert!(!t.path().join("x").exists());
-        remove_tree(&t.path().join("x")).unwrap();
+        assert!(!t.path().join("v").exists());
+        remove_trees(&[t.path().join("x")]).unwrap();
     }
 
     #[test]

@@ -655,3 +655,40 @@ fn cfs_and_realtime_budgets_on_a_top_level_cgroup() {
         assert_eq!(read(&dir, "cpu.rt_period_us").trim(), "1000000");
     }
 }
+
+#[test]
+fn destroy_with_a_live_process_fails_fast_then_succeeds_after_kill() {
+    let Some(layout) = privileged_layout() else {
+        return;
+    };
+    let root = unique_root();
+    let manager = create_manager_with(&layout, Some(&root), "busy").expect("manager");
+    let mut g = Guard {
+        manager,
+        children: Vec::new(),
+    };
+    g.manager.create().expect("create");
+    let c = Command::new("sleep").arg("100").spawn().expect("spawn");
+    g.manager
+        .add_task(Pid::from_raw(c.id() as i32))
+        .expect("add");
+    g.children.push(c);
+    let t = std::time::Instant::now();
+    let e = g
+        .manager
+        .destroy()
+        .expect_err("a populated cgroup cannot be removed");
+    assert!(e.to_string().contains("busy"), "{e}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "one shared retry window, not one per hierarchy: {:?}",
+        t.elapsed()
+    );
+    g.manager.kill_all(Signal::SIGKILL).expect("kill");
+    for c in &mut g.children {
+        let _ = c.wait();
+    }
+    g.children.clear();
+    g.manager.destroy().expect("destroy after kill");
+    assert!(g.manager.dirs().iter().all(|d| !d.exists()));
+}

@@ -347,17 +347,12 @@ impl Manager for V1Manager {
     }
 
     fn destroy(&self) -> Result<()> {
-        let mut first_err = None;
         let dirs = self.dirs();
-        for d in &dirs {
-            if let Err(e) = dir::remove_tree(d) {
-                first_err.get_or_insert(e);
-            }
-        }
+        let res = dir::remove_trees(&dirs);
         let created = self.created.lock().unwrap_or_else(|e| e.into_inner());
         let leaves: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
         dir::remove_created(&created, &leaves);
-        first_err.map_or(Ok(()), Err)
+        res
     }
 }
 

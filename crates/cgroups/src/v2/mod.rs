@@ -227,7 +227,7 @@ impl Manager for V2Manager {
     }
 
     fn destroy(&self) -> Result<()> {
-        let res = dir::remove_tree(&self.dir);
+        let res = dir::remove_trees(std::slice::from_ref(&self.dir));
         let created = self.created.lock().unwrap_or_else(|e| e.into_inner());
         dir::remove_created(&created, &[self.dir.as_path()]);
         res
