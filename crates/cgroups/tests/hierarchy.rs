@@ -258,6 +258,18 @@ fn v1_full_lifecycle_on_the_real_hierarchy() {
     } else {
         println!("SKIP: no block device for the blkio throttle check");
     }
+    // The weight goes to blkio.weight (CFQ) or blkio.bfq.weight (BFQ), whichever exists.
+    let weight_file = ["blkio.weight", "blkio.bfq.weight"]
+        .into_iter()
+        .find(|f| d("blkio").join(f).exists());
+    if let Some(f) = weight_file {
+        let r: LinuxResources =
+            serde_json::from_str(r#"{"blockIO":{"weight":321}}"#).expect("json");
+        g.manager.apply(&r).expect("apply blkio weight");
+        assert!(read(&d("blkio"), f).contains("321"), "{f}");
+    } else {
+        println!("SKIP: no blkio weight file");
+    }
 
     let stats = g.manager.stats().expect("stats");
     assert_eq!(stats.pids.current, 1);
