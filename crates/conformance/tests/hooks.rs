@@ -497,3 +497,23 @@ fn hook_timeout() {
         "a container is left after the hook timeout"
     );
 }
+
+#[test]
+fn poststop_created() {
+    // poststop runs when a container that never started is deleted.
+    let rt = Runtime::new();
+    let mut h = HookBundle::new(&["/bin/true"]);
+    h.hook("poststop", "poststop", "");
+    h.b.write();
+    let id = unique_id("poststopcreated");
+    ok(&rt.create(&id, &h.b, &[]), "create");
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
+    ok(
+        &rt.delete(&id, true),
+        "delete --force of a created container",
+    );
+    assert_eq!(h.log(), ["poststop"], "poststop did not run at delete");
+}
