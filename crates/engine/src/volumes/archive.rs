@@ -46,7 +46,7 @@ pub enum ArchiveError {
         #[source]
         source: io::Error,
     },
-    #[error("volume {0} is not empty: import restores into a new or empty volume")]
+    #[error("not empty: import restores into a new or empty volume")]
     NotEmpty(String),
 }
 

@@ -1,0 +1,44 @@
+//! One module per command group; each turns parsed flags into API calls and prints the answer
+//! the way docker prints it.
+
+/// `println!` that reports a failed write (a closed pipe) as an error instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)?;
+    }};
+}
+
+/// `print!` that reports a failed write as an error instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($t)*)?;
+    }};
+}
+
+pub mod events;
+pub mod system;
+pub mod volume;
+
+use serde_json::Value;
+
+use crate::template::Template;
+
+/// Render `value` with `--format`, or return `None` when no format was given.
+pub fn format_one(format: Option<&str>, value: &Value) -> anyhow::Result<Option<String>> {
+    let Some(f) = format else { return Ok(None) };
+    let t = Template::parse(f)?;
+    let mut s = t.render(value)?;
+    s.push('\n');
+    Ok(Some(s))
+}
+
+/// JSON with docker's 4-space indentation.
+pub fn pretty(value: &Value) -> String {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    serde::Serialize::serialize(value, &mut ser).expect("a JSON value always serializes");
+    String::from_utf8(buf).expect("serde_json writes UTF-8")
+}
