@@ -29,6 +29,18 @@ fn alive(pid: i64) -> bool {
         .is_some_and(|zombie| !zombie)
 }
 
+/// Whether `pid` is dead (or a zombie) within a few seconds.
+fn gone_soon(pid: i64) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 #[test]
 fn create() {
     let rt = Runtime::new();
@@ -344,9 +356,8 @@ fn delete_created() {
         "delete --force of a created container",
     );
     assert!(rt.state(&id).is_err(), "state still answers after delete");
-    std::thread::sleep(Duration::from_millis(100));
     assert!(
-        !alive(pid),
+        gone_soon(pid),
         "the container's init {pid} survived delete --force"
     );
 }
@@ -372,8 +383,7 @@ fn delete_force_running() {
         rt.state(&id).is_err(),
         "state still answers after delete --force"
     );
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(!alive(pid), "process {pid} survived delete --force");
+    assert!(gone_soon(pid), "process {pid} survived delete --force");
 }
 
 /// The cgroup directories a process is in, per v1 controller, as host paths.
@@ -410,8 +420,7 @@ fn delete_resources() {
         .collect();
     assert!(!dirs.is_empty(), "the container is not in cgroup {cg}");
     ok(&rt.delete(&id, true), "delete --force");
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(!alive(pid), "process {pid} survived delete");
+    assert!(gone_soon(pid), "process {pid} survived delete");
     for d in &dirs {
         assert!(!d.exists(), "cgroup {} survived delete", d.display());
     }
