@@ -26,6 +26,31 @@ pub enum Forked {
 /// threaded. Falls back to the legacy `clone` syscall on kernels without `clone3` (when
 /// `CLONE_NEWTIME` is not asked for, which only `clone3` can carry).
 pub fn fork_with_flags(flags: u64) -> nix::Result<Forked> {
+    clone3_fork(flags, None)
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Like [`fork_with_flags`], and when `cgroup` is given the child starts in that cgroup2
+/// directory (`CLONE_INTO_CGROUP`: no `cgroup.procs` write, no global lock). Returns whether the
+/// child was cloned into the cgroup; when the kernel refuses that (old kernel, cgroup rules), it
+/// forks without it and the caller must add the child itself.
+pub fn fork_into_cgroup<F: AsFd>(flags: u64, cgroup: Option<F>) -> nix::Result<(Forked, bool)> {
+    if let Some(fd) = &cgroup {
+        let raw = fd.as_fd().as_raw_fd();
+        match clone3_fork(flags | CLONE_INTO_CGROUP, Some(raw)) {
+            Ok(f) => return Ok((f, true)),
+            Err(
+                Errno::ENOSYS | Errno::EINVAL | Errno::EBUSY | Errno::EOPNOTSUPP | Errno::EPERM,
+            ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    clone3_fork(flags, None).map(|f| (f, false))
+}
+
+fn clone3_fork(flags: u64, cgroup: Option<i32>) -> nix::Result<Forked> {
     let mut args = libc::clone_args {
         flags,
         pidfd: 0,
@@ -37,7 +62,7 @@ pub fn fork_with_flags(flags: u64) -> nix::Result<Forked> {
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
-        cgroup: 0,
+        cgroup: cgroup.map_or(0, |fd| fd as u64),
     };
     // SAFETY: clone3 with a null stack behaves like fork: the child continues on a copy of the
     // caller's stack. `args` is a valid, fully initialised clone_args that lives across the call,
@@ -49,24 +74,25 @@ pub fn fork_with_flags(flags: u64) -> nix::Result<Forked> {
             std::mem::size_of::<libc::clone_args>(),
         )
     };
-    let ret =
-        if ret == -1 && Errno::last() == Errno::ENOSYS && flags & (libc::CLONE_NEWTIME as u64) == 0
-        {
-            // SAFETY: legacy clone with a null stack is fork-like, same reasoning as above; the
-            // remaining pointer arguments (parent_tid, child_tid, tls) are null and unused.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_clone,
-                    flags | libc::SIGCHLD as u64,
-                    std::ptr::null_mut::<libc::c_void>(),
-                    std::ptr::null_mut::<libc::c_int>(),
-                    std::ptr::null_mut::<libc::c_int>(),
-                    0u64,
-                )
-            }
-        } else {
-            ret
-        };
+    let ret = if ret == -1
+        && Errno::last() == Errno::ENOSYS
+        && flags & (libc::CLONE_NEWTIME as u64 | CLONE_INTO_CGROUP) == 0
+    {
+        // SAFETY: legacy clone with a null stack is fork-like, same reasoning as above; the
+        // remaining pointer arguments (parent_tid, child_tid, tls) are null and unused.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags | libc::SIGCHLD as u64,
+                std::ptr::null_mut::<libc::c_void>(),
+                std::ptr::null_mut::<libc::c_int>(),
+                std::ptr::null_mut::<libc::c_int>(),
+                0u64,
+            )
+        }
+    } else {
+        ret
+    };
     match ret {
         -1 => Err(Errno::last()),
         0 => Ok(Forked::Child),

@@ -213,9 +213,18 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
     };
     let (parent_chan, child_chan) = Channel::pair()?;
     let parent_ns = ParentNs::enter(&plan, &spec)?;
-    let forked = berth_sys::process::fork_with_flags(plan.clone_flags);
+    // The caller steps into the container's v1 cgroups and the child is cloned straight into
+    // its cgroup2 dir: no cgroup.procs write (the costliest step of a create).
+    let entered = match cgroup.enter() {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = parent_ns.restore();
+            return Err(Error::Cgroup(e));
+        }
+    };
+    let forked = berth_sys::process::fork_into_cgroup(plan.clone_flags, entered.cgroup_fd());
     let pid = match forked {
-        Ok(berth_sys::process::Forked::Child) => {
+        Ok((berth_sys::process::Forked::Child, _)) => {
             drop(parent_chan);
             crate::init::container::run(InitArgs {
                 spec: &spec,
@@ -231,8 +240,16 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
                 seccomp: seccomp.take(),
             })
         }
-        Ok(berth_sys::process::Forked::Parent(pid)) => pid,
+        Ok((berth_sys::process::Forked::Parent(pid), cloned_into)) => {
+            cleanup.child = Some(pid);
+            if let Err(e) = entered.finish(pid, cloned_into) {
+                let _ = parent_ns.restore();
+                return Err(Error::Cgroup(e));
+            }
+            pid
+        }
         Err(e) => {
+            drop(entered);
             let _ = parent_ns.restore();
             return Err(Error::Sys {
                 what: "clone container init",
@@ -245,7 +262,6 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
     drop(child_chan);
     drop(console);
 
-    cgroup.add_task(pid).map_err(Error::Cgroup)?;
     if let Some(res) = linux.resources() {
         cgroup.apply(res).map_err(Error::Cgroup)?;
     }

@@ -200,21 +200,24 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, Error> {
             .map_err(Error::sys("block signals"))?;
     }
     let (parent_chan, child_chan) = Channel::pair()?;
-    let child =
-        match berth_sys::process::fork_with_flags(0).map_err(Error::sys("fork exec process"))? {
-            berth_sys::process::Forked::Child => {
-                drop(parent_chan);
-                crate::init::exec::run(ExecArgs {
-                    process: &process,
-                    linux: spec.linux().as_ref(),
-                    namespaces: &nss,
-                    chan: &child_chan,
-                    console: console.as_ref(),
-                    preserve_fds: o.preserve_fds,
-                })
-            }
-            berth_sys::process::Forked::Parent(p) => p,
-        };
+    let cgroup = c.cgroup()?;
+    let entered = cgroup.enter().map_err(Error::Cgroup)?;
+    let (forked, cloned_into) = berth_sys::process::fork_into_cgroup(0, entered.cgroup_fd())
+        .map_err(Error::sys("fork exec process"))?;
+    let child = match forked {
+        berth_sys::process::Forked::Child => {
+            drop(parent_chan);
+            crate::init::exec::run(ExecArgs {
+                process: &process,
+                linux: spec.linux().as_ref(),
+                namespaces: &nss,
+                chan: &child_chan,
+                console: console.as_ref(),
+                preserve_fds: o.preserve_fds,
+            })
+        }
+        berth_sys::process::Forked::Parent(p) => p,
+    };
     drop(child_chan);
     drop(console);
     let fail = |e: Error| {
@@ -222,9 +225,9 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, Error> {
         let _ = nix::sys::wait::waitpid(child, None);
         e
     };
-    c.cgroup()
-        .and_then(|cg| cg.add_task(child).map_err(Error::Cgroup))
-        .map_err(fail)?;
+    entered
+        .finish(child, cloned_into)
+        .map_err(|e| fail(Error::Cgroup(e)))?;
     parent_chan
         .send(&Message::Go {
             pid: child.as_raw(),
