@@ -4,6 +4,7 @@
 
 mod common;
 
+use berth_conformance::checks::process::cpu_set;
 use common::*;
 use serde_json::json;
 use std::fs;
@@ -136,6 +137,37 @@ fn exec_process_json() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "1000:1000:/tmp:yes"
+    );
+}
+
+#[test]
+fn exec_cpu_affinity() {
+    // process.execCPUAffinity applies to exec'd processes (not to the init): `final` is the
+    // affinity after joining the container's cgroup.
+    let rt = Runtime::new();
+    let (b, id) = running_sleeper(&rt, "execaffinity");
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
+    let process = json!({
+        "terminal": false,
+        "user": { "uid": 0, "gid": 0 },
+        "args": ["/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status"],
+        "env": ["PATH=/bin"],
+        "cwd": "/",
+        "execCPUAffinity": { "initial": "0", "final": "0" }
+    });
+    let path = b.dir().join("process.json");
+    fs::write(&path, process.to_string()).expect("write process.json");
+    let out = rt.run(&["exec", "--process", path.to_str().expect("utf8"), &id]);
+    ok(&out, "exec --process with execCPUAffinity");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let got = text.split_whitespace().nth(1).unwrap_or("");
+    assert_eq!(
+        cpu_set(got),
+        cpu_set("0"),
+        "exec'd process affinity: {text:?}"
     );
 }
 

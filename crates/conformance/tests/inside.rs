@@ -487,17 +487,6 @@ fn linux_personality() {
 }
 
 #[test]
-fn process_exec_cpu_affinity() {
-    let mut b = Bundle::new(&[]);
-    b.set(
-        &["process", "execCPUAffinity"],
-        json!({ "initial": "0", "final": "0" }),
-    );
-    let r = inside(&b, "process_exec_cpu_affinity");
-    assert!(r.passed_containing("process.execCPUAffinity.final"));
-}
-
-#[test]
 fn process_scheduler() {
     let mut b = Bundle::new(&[]);
     b.set(

@@ -64,20 +64,7 @@ pub fn check<W: Write>(p: &Process, tap: &mut Tap<W>) {
     if let Some(io) = &p.io_priority {
         tap.record("process.ioPriority", io_priority(&io.class, io.priority));
     }
-    if let Some(want) = p
-        .exec_cpu_affinity
-        .as_ref()
-        .and_then(|a| a.final_.as_deref())
-    {
-        let r = status
-            .get("Cpus_allowed_list")
-            .map(str::to_string)
-            .and_then(|got| match (cpu_set(want), cpu_set(&got)) {
-                (Some(w), Some(g)) if w == g => Ok(()),
-                _ => Err(format!("Cpus_allowed_list is {got}, expected {want}")),
-            });
-        tap.record("process.execCPUAffinity.final", r);
-    }
+    // execCPUAffinity is not applicable to the init process: tests/cli.rs checks it on exec.
     if let Some(sched) = &p.scheduler {
         tap.record("process.scheduler", scheduler(sched));
     }

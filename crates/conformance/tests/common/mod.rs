@@ -537,7 +537,7 @@ fn make_rootfs(rootfs: &Path) {
     fs::copy(&busybox, rootfs.join("bin/busybox")).expect("copy busybox");
     for applet in [
         "sh", "true", "false", "sleep", "cat", "echo", "ls", "ionice", "id", "env", "touch",
-        "mkdir",
+        "mkdir", "grep", "head", "readlink", "hostname", "pwd",
     ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
             .expect("applet link");
