@@ -517,3 +517,48 @@ fn poststop_created() {
     );
     assert_eq!(h.log(), ["poststop"], "poststop did not run at delete");
 }
+
+#[test]
+fn start_container_fail() {
+    // A failing startContainer hook is an error: start fails and the user process never runs.
+    let rt = Runtime::new();
+    let mut h = HookBundle::new(&["/bin/touch", "/hooklog/process-ran"]);
+    h.b.set(&["root", "readonly"], json!(false));
+    h.hook("startContainer", "first", "exit 1");
+    h.hook("startContainer", "second", "");
+    h.b.write();
+    let id = unique_id("startcontainerfail");
+    ok(&rt.create(&id, &h.b, &[]), "create");
+    let _c = Container {
+        rt: &rt,
+        id: id.clone(),
+    };
+    let started = rt.start(&id);
+    // The error may only be visible in the state: wait for the container to stop either way.
+    let _ = rt.wait_status(&id, "stopped", WAIT);
+    let log = h.log();
+    assert!(
+        log.contains(&"first".to_string()),
+        "the startContainer hook never ran: {log:?}"
+    );
+    assert!(
+        !log.contains(&"second".to_string()),
+        "a startContainer hook ran after one failed: {log:?}"
+    );
+    assert!(
+        !h.log_dir.join("process-ran").exists(),
+        "the user process ran although startContainer failed"
+    );
+    // The spec asks for "an error" and a stopped container; with start returning before the
+    // init runs its hooks (runc's design, shared by crun and berth) the error can only be
+    // logged, so start's exit status is reported, not judged.
+    println!(
+        "start exit status with a failing startContainer hook: {}",
+        started.status
+    );
+    assert_eq!(
+        rt.status(&id).as_deref(),
+        Some("stopped"),
+        "the container was not stopped after its startContainer hook failed"
+    );
+}
