@@ -1,0 +1,84 @@
+//! Unpack timing on a real layer: `BERTH_BENCH_LAYER=/path/layer.tar.gz cargo test --release -p
+//! berth-image --test layer_bench -- --nocapture` (e.g. a debootstrap minbase tarball). Compare
+//! with `tar -xzf` in the same run; without the variable the test only says SKIP.
+use std::path::Path;
+
+fn listing(root: &Path) -> String {
+    let out = std::process::Command::new("find")
+        .arg(root)
+        .args([
+            "-mindepth",
+            "1",
+            "-printf",
+            "%P %y %m %U %G %s %T@ %l %D:%i\\n",
+        ])
+        .output()
+        .expect("find");
+    // Inode numbers differ between trees: keep only whether an entry shares its inode.
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut counts = std::collections::HashMap::new();
+    for l in text.lines() {
+        *counts
+            .entry(l.rsplit(' ').next().unwrap_or("").to_owned())
+            .or_insert(0) += 1;
+    }
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let (head, ino) = l.rsplit_once(' ').unwrap_or((l, ""));
+            let y = if l.contains(" d ") { "dir" } else { "" };
+            format!("{head} links={}{y}", counts.get(ino).copied().unwrap_or(0))
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+use std::time::Instant;
+
+use berth_image::layer::{unpack, Compression, UnpackOptions};
+
+#[test]
+fn unpack_timing_against_gnu_tar() {
+    let Ok(layer) = std::env::var("BERTH_BENCH_LAYER") else {
+        println!("SKIP: BERTH_BENCH_LAYER not set");
+        return;
+    };
+    let base = std::env::var("BERTH_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into());
+    for round in 0..2 {
+        let dir = tempfile::tempdir_in(&base).expect("tmp");
+        let ours = dir.path().join("berth");
+        let theirs = dir.path().join("tar");
+        std::fs::create_dir(&ours).expect("mkdir");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        let t = Instant::now();
+        let f = std::fs::File::open(&layer).expect("open layer");
+        let stats =
+            unpack(f, Compression::Detect, &ours, &UnpackOptions::default()).expect("unpack");
+        let berth = t.elapsed();
+        let t = Instant::now();
+        let st = std::process::Command::new("tar")
+            .args(["--numeric-owner", "-xpf", &layer, "-C"])
+            .arg(&theirs)
+            .status()
+            .expect("tar");
+        assert!(st.success());
+        let gnu = t.elapsed();
+        println!(
+            "round {round}: berth {:.2}s, gnu tar {:.2}s ({} entries, {} bytes, diff_id {})",
+            berth.as_secs_f64(),
+            gnu.as_secs_f64(),
+            stats.entries,
+            stats.uncompressed_size,
+            stats.diff_id
+        );
+        // Same tree: metadata listings equal, contents equal.
+        assert_eq!(listing(&ours), listing(&theirs), "metadata differs");
+        let st = std::process::Command::new("diff")
+            .args(["-r", "--no-dereference", "-x", "dev"])
+            .arg(&ours)
+            .arg(&theirs)
+            .status()
+            .expect("diff");
+        assert!(st.success(), "contents differ");
+    }
+}
