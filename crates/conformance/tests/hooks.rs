@@ -319,9 +319,18 @@ fn create_hook_fails(kind: &str, name: &str) {
         !h.log_dir.join("process-ran").exists(),
         "the user process ran although {kind} failed"
     );
+    // "stop the container, and continue the lifecycle at step 12" (delete): the container may
+    // be gone already or wait, stopped, for delete; after delete nothing may be left.
+    if let Ok(st) = rt.state(&id) {
+        assert_eq!(
+            st["status"], "stopped",
+            "after the failed {kind} hook: {st}"
+        );
+        let _ = rt.delete(&id, false);
+    }
     assert!(
         rt.state(&id).is_err(),
-        "a container is left after the failed {kind} hook"
+        "a container is left after the failed {kind} hook and delete"
     );
     for ctrl in ["pids", "memory", "cpu"] {
         let dir = Path::new("/sys/fs/cgroup")

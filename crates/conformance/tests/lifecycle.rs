@@ -292,7 +292,7 @@ fn killsig() {
 
 #[test]
 fn kill_no_effect() {
-    // Signalling a stopped container must not change it.
+    // Signalling a stopped container must not change it, and is an error.
     let rt = Runtime::new();
     let b = Bundle::new(&["/bin/true"]);
     b.write();
@@ -305,9 +305,14 @@ fn kill_no_effect() {
     ok(&rt.start(&id), "start");
     rt.wait_status(&id, "stopped", WAIT).expect("true stops");
     let before = rt.state(&id).expect("state");
-    let _ = rt.kill(&id, "KILL");
+    let killed = rt.kill(&id, "KILL");
     let after = rt.state(&id).expect("state after kill");
     assert_eq!(before, after, "kill changed a stopped container");
+    // "... MUST have no effect on the container and MUST generate an error."
+    assert!(
+        !killed.status.success(),
+        "kill of a stopped container did not report an error"
+    );
 }
 
 #[test]
