@@ -257,16 +257,29 @@ pub fn unpack<R: Read>(
             n: Rc::clone(&read_so_far),
         },
     );
-    let compression = match compression {
-        Compression::Detect => {
-            let head = input.fill_buf().map_err(|source| LayerError::Decompress {
-                compression: "detected",
-                source,
+    // Sniffing needs the first bytes, which a slow stream may deliver one at a time: read them
+    // and put them back in front.
+    let mut head = Vec::with_capacity(4);
+    if compression == Compression::Detect {
+        let mut byte = [0u8; 4];
+        while head.len() < 4 {
+            let n = input.read(&mut byte[..4 - head.len()]).map_err(|source| {
+                LayerError::Decompress {
+                    compression: "detected",
+                    source,
+                }
             })?;
-            Compression::sniff(head)
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&byte[..n]);
         }
+    }
+    let compression = match compression {
+        Compression::Detect => Compression::sniff(&head),
         c => c,
     };
+    let mut input = io::Cursor::new(head).chain(input);
     // The fs thread owns the directory work; this thread decompresses and hashes.
     let (tx, rx) = sync_channel::<Vec<u8>>(32);
     let (produced, applied) = std::thread::scope(|s| {
@@ -312,7 +325,7 @@ pub fn unpack<R: Read>(
     // A stream error explains a consumer error (e.g. "truncated"), so it wins.
     let (diff_id, uncompressed_size) = produced?;
     let counts = applied?;
-    let (compressed_digest, compressed_size, _) = input.into_inner().inner.finish();
+    let (compressed_digest, compressed_size, _) = input.into_inner().1.into_inner().inner.finish();
     Ok(LayerStats {
         diff_id,
         uncompressed_size,

@@ -97,7 +97,7 @@ pub enum AnyManifest {
     /// An image manifest (OCI or Docker schema 2).
     Manifest(Box<ImageManifest>),
     /// An index / manifest list.
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 #[derive(serde::Deserialize)]
@@ -378,7 +378,7 @@ mod tests {
             {{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"{D3}","size":1,"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#
         );
         match AnyManifest::parse(j.as_bytes(), None).expect("parse") {
-            AnyManifest::Index(i) => i,
+            AnyManifest::Index(i) => *i,
             AnyManifest::Manifest(_) => panic!("index expected"),
         }
     }

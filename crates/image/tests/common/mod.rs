@@ -55,6 +55,7 @@ impl TarMaker {
         Self::default()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn header(
         name: &[u8],
         typeflag: u8,
