@@ -14,23 +14,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Removes the `/berth-conf` parents runtimes create for absolute cgroupsPaths, once empty
-/// (another test may still use them: then rmdir fails and the last one out removes them).
-struct ParentCleanup;
-
-impl Drop for ParentCleanup {
-    fn drop(&mut self) {
-        if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
-            for h in hierarchies.flatten() {
-                let _ = fs::remove_dir(h.path().join("berth-conf"));
-            }
-        }
-    }
-}
-
 /// Runs one cgroup scenario: `resources` with an absolute or relative cgroupsPath.
 fn scenario(name: &str, resources: Value, relative: bool, controllers: &[&str]) {
-    let _parents = ParentCleanup;
     let rt = Runtime::new();
     let mut b = Bundle::new(&[]);
     let leaf = unique_id(name);
@@ -39,6 +24,7 @@ fn scenario(name: &str, resources: Value, relative: bool, controllers: &[&str]) 
     } else {
         format!("/berth-conf/{leaf}")
     };
+    let _cleanup = CgroupCleanup(cg.clone());
     b.set(&["linux", "cgroupsPath"], json!(cg));
     // Keep the default deny-all device rule unless the scenario brings its own rules.
     let mut res = resources;

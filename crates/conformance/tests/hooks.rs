@@ -287,6 +287,7 @@ fn create_hook_fails(kind: &str, name: &str) {
     let rt = Runtime::new();
     let mut h = HookBundle::new(&["/bin/touch", "/hooklog/process-ran"]);
     let cg = format!("/berth-conf/{}", unique_id(name));
+    let _cleanup = CgroupCleanup(cg.clone());
     h.b.set(&["linux", "cgroupsPath"], json!(cg));
     h.b.set(&["root", "readonly"], json!(false));
     h.hook(kind, "first", "exit 1");

@@ -409,6 +409,7 @@ fn delete_resources() {
     let rt = Runtime::new();
     let mut b = sleeper();
     let cg = format!("/berth-conf/{}", unique_id("delres"));
+    let _cleanup = CgroupCleanup(cg.clone());
     b.set(&["linux", "cgroupsPath"], json!(cg));
     b.set(&["linux", "resources", "pids"], json!({ "limit": 100 }));
     b.write();

@@ -262,6 +262,52 @@ pub fn ok(out: &Output, what: &str) {
     );
 }
 
+/// Removes a container's cgroup (a `cgroupsPath`, absolute or relative to this process's own
+/// cgroups) from every hierarchy when dropped, and the `/berth-conf` parent once it is empty:
+/// a runtime that fails halfway may leave them behind.
+pub struct CgroupCleanup(pub String);
+
+impl Drop for CgroupCleanup {
+    fn drop(&mut self) {
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        for h in hierarchies.flatten() {
+            let name = h.file_name().to_string_lossy().into_owned();
+            let mut candidates = vec![h.path().join(self.0.trim_start_matches('/'))];
+            if !self.0.starts_with('/') {
+                let ctrl = if name == "systemd" {
+                    "name=systemd".to_string()
+                } else {
+                    name.clone()
+                };
+                let mine = own.lines().find_map(|l| {
+                    let mut f = l.splitn(3, ':');
+                    let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+                    ctrls
+                        .split(',')
+                        .any(|c| c == ctrl)
+                        .then(|| path.to_string())
+                });
+                if let Some(mine) = mine {
+                    candidates.push(h.path().join(mine.trim_start_matches('/')).join(&self.0));
+                }
+            }
+            for c in candidates {
+                // A cgroup whose processes are still exiting can't be removed at once.
+                for _ in 0..50 {
+                    if !c.exists() || fs::remove_dir(&c).is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            let _ = fs::remove_dir(h.path().join("berth-conf"));
+        }
+    }
+}
+
 /// A bundle directory: busybox rootfs with the checker, and the config.json being built.
 pub struct Bundle {
     dir: tempfile::TempDir,
