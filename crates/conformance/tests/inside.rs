@@ -64,6 +64,21 @@ fn mounts() {
 }
 
 #[test]
+fn mounts_recursive_ro() {
+    // rro (runtime-spec 1.1): every submount of an rbind is read-only too. /sys has submounts
+    // (cgroup hierarchies, ...).
+    let mut b = Bundle::new(&[]);
+    fs::create_dir_all(b.rootfs().join("mnt")).expect("mkdir mnt");
+    b.push(
+        &["mounts"],
+        json!({ "destination": "/mnt/sys", "type": "bind", "source": "/sys",
+            "options": ["rbind", "rro", "rnosuid", "rprivate"] }),
+    );
+    let r = inside(&b, "mounts_recursive_ro");
+    assert!(r.passed_containing("/mnt/sys"));
+}
+
+#[test]
 fn linux_devices() {
     let mut b = Bundle::new(&[]);
     b.push(

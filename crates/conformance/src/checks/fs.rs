@@ -174,6 +174,25 @@ fn mount_matches(mounts: &[MountInfo], m: &Mount, expect: &Expect) -> Result<(),
         }
     }
     let mut wrong = Vec::new();
+    // Recursive mount attributes (rro, rnosuid, ...; runtime-spec 1.1) hold on every mount at
+    // or below the destination.
+    let prefix = format!("{}/", dest.trim_end_matches('/'));
+    for opt in &m.options {
+        let Some(attr) = recursive_attr(opt) else {
+            continue;
+        };
+        for below in mounts
+            .iter()
+            .filter(|x| x.mount_point == dest || x.mount_point.starts_with(&prefix))
+        {
+            if !below.has_option(attr) {
+                wrong.push(format!(
+                    "{}: {opt} but {attr} missing from {:?}",
+                    below.mount_point, below.options
+                ));
+            }
+        }
+    }
     for t in targets {
         for opt in &m.options {
             if let Err(why) = option_holds(t, opt) {
@@ -285,6 +304,20 @@ fn to_host_id(map: &str, id: u32) -> Option<u32> {
         .into_iter()
         .find(|m| id >= m.container_id && id - m.container_id < m.size)
         .map(|m| m.host_id + (id - m.container_id))
+}
+
+/// The per-mount flag a recursive mount attribute option sets on every submount.
+fn recursive_attr(opt: &str) -> Option<&'static str> {
+    Some(match opt {
+        "rro" => "ro",
+        "rnosuid" => "nosuid",
+        "rnodev" => "nodev",
+        "rnoexec" => "noexec",
+        "rnoatime" => "noatime",
+        "rrelatime" => "relatime",
+        "rnodiratime" => "nodiratime",
+        _ => return None,
+    })
 }
 
 fn size_bytes(s: &str) -> Option<u64> {
@@ -551,6 +584,23 @@ mod tests {
         assert!(option_holds(&m, "mode=700").is_err());
         assert!(option_holds(&m, "size=64m").is_ok());
         assert!(option_holds(&m, "newinstance").is_ok());
+    }
+
+    #[test]
+    fn recursive_read_only_covers_submounts() {
+        let rbind = Mount {
+            destination: "/m".into(),
+            kind: Some("bind".into()),
+            source: Some("/sys".into()),
+            options: vec!["rbind".into(), "rro".into()],
+        };
+        let all_ro = "1 0 0:1 / /m ro - sysfs sysfs rw\n2 1 0:2 / /m/sub ro - tmpfs tmpfs rw\n";
+        let sub_rw = "1 0 0:1 / /m ro - sysfs sysfs rw\n2 1 0:2 / /m/sub rw - tmpfs tmpfs rw\n";
+        let expect = Expect::default();
+        let m = mountinfo::parse(all_ro).expect("parse");
+        assert!(mount_matches(&m, &rbind, &expect).is_ok());
+        let m = mountinfo::parse(sub_rw).expect("parse");
+        assert!(mount_matches(&m, &rbind, &expect).is_err());
     }
 
     #[test]
