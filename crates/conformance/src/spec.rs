@@ -136,6 +136,10 @@ pub struct Mount {
     pub kind: Option<String>,
     pub source: Option<String>,
     pub options: Vec<String>,
+    #[serde(rename = "uidMappings")]
+    pub uid_mappings: Vec<IdMapping>,
+    #[serde(rename = "gidMappings")]
+    pub gid_mappings: Vec<IdMapping>,
 }
 
 impl Mount {
@@ -315,6 +319,8 @@ pub struct Expect {
     pub bind_roots: BTreeMap<String, String>,
     /// The mountinfo `root` of the container's `/`: the bundle's rootfs inside its filesystem.
     pub root_root: Option<String>,
+    /// Owner (uid, gid) of each idmapped bind mount's source directory on the host.
+    pub source_owner: BTreeMap<String, (u32, u32)>,
 }
 
 /// The `/proc/self/ns` file name of a spec namespace type.

@@ -79,6 +79,25 @@ fn mounts_recursive_ro() {
 }
 
 #[test]
+fn mounts_idmapped() {
+    // mounts[].uidMappings/gidMappings (runtime-spec 1.1): an idmapped bind mount, here without
+    // a user namespace: the source, owned by root (containerID 0), shows as 1000:1000 (hostID).
+    let mut b = Bundle::new(&[]);
+    let src = b.dir().join("idmap-src");
+    fs::create_dir(&src).expect("mkdir idmap source");
+    fs::create_dir_all(b.rootfs().join("mnt")).expect("mkdir mnt");
+    b.push(
+        &["mounts"],
+        json!({ "destination": "/mnt/idmapped", "type": "bind",
+            "source": src.to_str().expect("utf8"), "options": ["rbind"],
+            "uidMappings": [{ "containerID": 0, "hostID": 1000, "size": 1 }],
+            "gidMappings": [{ "containerID": 0, "hostID": 1000, "size": 1 }] }),
+    );
+    let r = inside(&b, "mounts_idmapped");
+    assert!(r.passed_containing("/mnt/idmapped"));
+}
+
+#[test]
 fn linux_devices() {
     let mut b = Bundle::new(&[]);
     b.push(

@@ -128,6 +128,9 @@ fn mount_matches(mounts: &[MountInfo], m: &Mount, expect: &Expect) -> Result<(),
     let Some(found) = mountinfo::topmost(mounts, &dest) else {
         return Err(format!("nothing is mounted at {dest}"));
     };
+    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+        idmapped(found, m, expect.source_owner.get(&dest).copied())?;
+    }
     if m.is_bind() {
         if let Some(root) = expect.bind_roots.get(&dest) {
             if &found.root != root {
@@ -304,6 +307,54 @@ fn to_host_id(map: &str, id: u32) -> Option<u32> {
         .into_iter()
         .find(|m| id >= m.container_id && id - m.container_id < m.size)
         .map(|m| m.host_id + (id - m.container_id))
+}
+
+/// An idmapped mount (runtime-spec 1.1 mounts[].uidMappings): the kernel marks it `idmapped`,
+/// and an id S of the source filesystem (containerID side of the mapping) shows as
+/// hostID + (S - containerID) on the host, then through the container's own user namespace.
+fn idmapped(found: &MountInfo, m: &Mount, owner: Option<(u32, u32)>) -> Result<(), String> {
+    if !found.has_option("idmapped") {
+        return Err(format!(
+            "{} is not idmapped: {:?}",
+            found.mount_point, found.options
+        ));
+    }
+    let Some((uid, gid)) = owner else {
+        return Ok(());
+    };
+    let through_mount = |maps: &[crate::spec::IdMapping], id: u32| {
+        maps.iter()
+            .find(|x| id >= x.container_id && id - x.container_id < x.size)
+            .map(|x| x.host_id + (id - x.container_id))
+    };
+    let seen = |maps: &[crate::spec::IdMapping], id: u32, own_map: &str| {
+        through_mount(maps, id)
+            .and_then(|host| to_container_id(own_map, host))
+            .unwrap_or(65534)
+    };
+    let md =
+        std::fs::metadata(&found.mount_point).map_err(|e| format!("{}: {e}", found.mount_point))?;
+    let want_uid = seen(&m.uid_mappings, uid, "/proc/self/uid_map");
+    let want_gid = seen(&m.gid_mappings, gid, "/proc/self/gid_map");
+    if (md.uid(), md.gid()) != (want_uid, want_gid) {
+        return Err(format!(
+            "{} is owned by {}:{}, expected {want_uid}:{want_gid} (source owner {uid}:{gid} through the mapping)",
+            found.mount_point,
+            md.uid(),
+            md.gid()
+        ));
+    }
+    Ok(())
+}
+
+/// A host id as this process's user namespace sees it (`None`: unmapped).
+fn to_container_id(map: &str, host: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(map).ok()?;
+    super::ns::parse_id_map(&text)
+        .ok()?
+        .into_iter()
+        .find(|m| host >= m.host_id && host - m.host_id < m.size)
+        .map(|m| m.container_id + (host - m.host_id))
 }
 
 /// The per-mount flag a recursive mount attribute option sets on every submount.
@@ -593,6 +644,7 @@ mod tests {
             kind: Some("bind".into()),
             source: Some("/sys".into()),
             options: vec!["rbind".into(), "rro".into()],
+            ..Mount::default()
         };
         let all_ro = "1 0 0:1 / /m ro - sysfs sysfs rw\n2 1 0:2 / /m/sub ro - tmpfs tmpfs rw\n";
         let sub_rw = "1 0 0:1 / /m ro - sysfs sysfs rw\n2 1 0:2 / /m/sub rw - tmpfs tmpfs rw\n";

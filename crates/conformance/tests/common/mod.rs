@@ -359,6 +359,7 @@ impl Bundle {
             "ns_path": self.ns_path_inodes(),
             "bind_roots": self.bind_roots(),
             "root_root": self.root_path().and_then(|p| host_fs_root(&p)),
+            "source_owner": self.idmap_source_owners(),
         });
         for (k, v) in &self.expect {
             expect[k] = v.clone();
@@ -403,6 +404,26 @@ impl Bundle {
             }
             if let Some(root) = host_fs_root(Path::new(src)) {
                 out.insert(berth_conformance::checks::fs::clean(dest), root);
+            }
+        }
+        out
+    }
+
+    /// Owner of the source of every mount with uid/gid mappings, by destination.
+    fn idmap_source_owners(&self) -> BTreeMap<String, (u32, u32)> {
+        let mut out = BTreeMap::new();
+        for m in self.config["mounts"].as_array().into_iter().flatten() {
+            if m.get("uidMappings").is_none() && m.get("gidMappings").is_none() {
+                continue;
+            }
+            let (Some(src), Some(dest)) = (m["source"].as_str(), m["destination"].as_str()) else {
+                continue;
+            };
+            if let Ok(md) = fs::metadata(src) {
+                out.insert(
+                    berth_conformance::checks::fs::clean(dest),
+                    (md.uid(), md.gid()),
+                );
             }
         }
         out
