@@ -47,14 +47,16 @@ pub fn runtime_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("BERTH_RUNTIME") {
         return PathBuf::from(p);
     }
+    // The newest of target/{release,debug}/berth-runtime, in this build's target dir or the
+    // workspace's.
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for dir in [target_dir(), workspace.join("target")] {
-        for profile in ["release", "debug"] {
-            let p = dir.join(profile).join("berth-runtime");
-            if p.is_file() {
-                return p;
-            }
-        }
+    let newest = [target_dir(), workspace.join("target")]
+        .into_iter()
+        .flat_map(|dir| ["release", "debug"].map(|p| dir.join(p).join("berth-runtime")))
+        .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max();
+    if let Some((_, p)) = newest {
+        return p;
     }
     panic!(
         "no runtime to test: set BERTH_RUNTIME=/path/to/runtime (e.g. /usr/bin/crun) \
