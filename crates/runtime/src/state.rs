@@ -246,12 +246,20 @@ impl State {
 
 /// Writes `data` to `path` via a temp file in the same directory, fsync and rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_replace(path, data, true)
+}
+
+/// Writes `data` to a temp file and renames it over `path` (readers never see a partial file);
+/// `durable` adds an fsync before the rename (state.json; a pid file doesn't need it).
+pub fn write_replace(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     drop(f);
     std::fs::rename(&tmp, path)
 }

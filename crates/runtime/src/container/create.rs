@@ -49,6 +49,20 @@ pub struct Created {
     pub dir: PathBuf,
     /// state as written
     pub state: State,
+    /// the parsed config.json
+    pub spec: Spec,
+}
+
+impl Created {
+    /// The container as the other verbs see it (status `created`).
+    pub fn into_container(self) -> (super::Container, Spec) {
+        let c = super::Container {
+            dir: self.dir,
+            state: self.state,
+            status: Status::Created,
+        };
+        (c, self.spec)
+    }
 }
 
 /// Undoes a half-made container unless disarmed.
@@ -297,7 +311,11 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
         write_pid_file(p, pid.as_raw())?;
     }
     cleanup.disarm();
-    Ok(Created { dir, state: st })
+    Ok(Created {
+        dir,
+        state: st,
+        spec,
+    })
 }
 
 /// prestart (deprecated, still honoured) then createRuntime, in the runtime's namespaces.
@@ -329,5 +347,6 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
             .map_err(Error::io("getcwd", "."))?
             .join(path)
     };
-    state::write_atomic(&abs, pid.to_string().as_bytes()).map_err(Error::io("write pid file", abs))
+    state::write_replace(&abs, pid.to_string().as_bytes(), false)
+        .map_err(Error::io("write pid file", abs))
 }

@@ -10,7 +10,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use super::kill::signal_all;
+use oci_spec::runtime::Spec;
+
 use super::Container;
 use crate::error::Error;
 use crate::init::error_chain;
@@ -29,28 +30,40 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
             status: c.status,
         });
     }
-    destroy(&c)
+    destroy(&c, None)
 }
 
-/// Kills whatever is left, waits for the init, removes cgroup and state dir, runs poststop hooks.
-pub fn destroy(c: &Container) -> Result<(), Error> {
+/// Kills whatever is left, waits for the init, removes cgroup and state dir, runs poststop hooks
+/// (from `spec` when the caller has it, else from the bundle's config.json).
+pub fn destroy(c: &Container, spec: Option<&Spec>) -> Result<(), Error> {
+    let cg = c.cgroup()?;
     if c.status != Status::Stopped {
-        signal_all(c, Signal::SIGKILL)?;
+        cg.kill_all(Signal::SIGKILL).map_err(Error::Cgroup)?;
+        if c.status == Status::Paused {
+            cg.freeze(berth_cgroups::FreezerState::Thawed)
+                .map_err(Error::Cgroup)?;
+        }
         let _ = nix::sys::signal::kill(Pid::from_raw(c.state.pid), Signal::SIGKILL);
         wait_gone(c.state.pid, c.state.pid_start_time, Duration::from_secs(10));
     }
-    let cg = c.cgroup()?;
-    // Stray processes (no pid ns) may still be exiting.
-    let _ = signal_all(c, Signal::SIGKILL);
+    // Without a pid namespace, processes outlive the init: kill them too (cheap check first).
+    if cg.pids().is_ok_and(|p| !p.is_empty()) {
+        let _ = cg.kill_all(Signal::SIGKILL);
+    }
     cg.destroy().map_err(Error::Cgroup)?;
     std::fs::remove_dir_all(&c.dir).map_err(Error::io("remove state dir", &c.dir))?;
-    let hooks = c
-        .spec()
-        .ok()
-        .and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone()));
+    let loaded;
+    let spec = match spec {
+        Some(s) => Some(s),
+        None => {
+            loaded = c.spec().ok();
+            loaded.as_ref()
+        }
+    };
+    let hooks = spec.and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().as_ref()));
     if let Some(hooks) = hooks {
         let errs: Vec<String> =
-            crate::hooks::run_all_poststop(&hooks, &c.state.to_hook_state(Status::Stopped))
+            crate::hooks::run_all_poststop(hooks, &c.state.to_hook_state(Status::Stopped))
                 .iter()
                 .map(|e| error_chain(e))
                 .collect();

@@ -9,9 +9,10 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::create::{create, CreateOptions};
-use super::delete::delete;
-use super::start::start;
+use super::delete::destroy;
+use super::start::start_loaded;
 use crate::error::Error;
+use crate::state::Status;
 
 /// The signals `run`/`exec` forward (plus SIGCHLD, which they handle).
 pub fn forwarded_signals() -> SigSet {
@@ -32,31 +33,30 @@ pub fn forwarded_signals() -> SigSet {
 
 /// Runs the container; returns the exit code to exit with.
 pub fn run(root: &Path, opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32, Error> {
-    if detach {
-        create(root, opts)?;
-        return start_or_clean(root, opts).map(|()| 0);
+    if !detach {
+        berth_sys::process::set_child_subreaper().map_err(Error::sys("become child subreaper"))?;
     }
-    berth_sys::process::set_child_subreaper().map_err(Error::sys("become child subreaper"))?;
     let set = forwarded_signals();
-    // Blocked before the clone so no signal is lost; the init unblocks everything before exec.
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-        .map_err(Error::sys("block signals"))?;
-    let created = create(root, opts)?;
-    start_or_clean(root, opts)?;
-    let init = Pid::from_raw(created.state.pid);
-    let code = wait_forwarding(init, &set);
-    if !keep {
-        delete(root, &opts.id, true)?;
+    if !detach {
+        // Blocked before the clone so no signal is lost; the init unblocks all before exec.
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+            .map_err(Error::sys("block signals"))?;
     }
-    Ok(code)
-}
-
-fn start_or_clean(root: &Path, opts: &CreateOptions) -> Result<(), Error> {
-    if let Err(e) = start(root, &opts.id) {
-        let _ = delete(root, &opts.id, true);
+    let (mut c, spec) = create(root, opts)?.into_container();
+    if let Err(e) = start_loaded(&c, Some(&spec)) {
+        let _ = destroy(&c, Some(&spec));
         return Err(e);
     }
-    Ok(())
+    if detach {
+        return Ok(0);
+    }
+    let code = wait_forwarding(Pid::from_raw(c.state.pid), &set);
+    if !keep {
+        // The init is reaped: everything in its pid namespace died with it.
+        c.status = Status::Stopped;
+        destroy(&c, Some(&spec))?;
+    }
+    Ok(code)
 }
 
 /// Waits for `init`, forwarding every signal in `set` to it; reaps orphans (we are a subreaper).
