@@ -534,3 +534,54 @@ pub fn read_trim(p: &Path) -> String {
         .trim()
         .to_string()
 }
+
+/// Starts a private containerd (CRI and the unused snapshotters off; root, state, sockets and its
+/// `opt` dir all in the scratch dir) and returns its gRPC socket.
+pub fn start_containerd(s: &mut Scratch) -> PathBuf {
+    let d = s.path().join("ctd");
+    std::fs::create_dir_all(&d).expect("mkdir containerd dir");
+    let sock = d.join("c.sock");
+    let conf = format!(
+        r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[debug]
+  address = "{dir}/debug.sock"
+  level = "info"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{dir}/opt"
+"#,
+        root = d.join("root").display(),
+        state = d.join("state").display(),
+        sock = sock.display(),
+        dir = d.display(),
+    );
+    std::fs::write(d.join("config.toml"), conf).expect("write containerd config");
+    let probe = sock.clone();
+    s.start_daemon(
+        "containerd",
+        Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml")),
+        move || {
+            probe.exists()
+                && Command::new("ctr")
+                    .arg("-a")
+                    .arg(&probe)
+                    .arg("version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|st| st.success())
+        },
+    );
+    sock
+}
