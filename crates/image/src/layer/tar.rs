@@ -178,6 +178,21 @@ impl<R: Read> TarReader<R> {
         Ok(())
     }
 
+    /// Skip `n` padding bytes; false when the stream ends right away.
+    fn skip_padding(&mut self, n: u64) -> Result<bool, TarError> {
+        if n == 0 {
+            return Ok(true);
+        }
+        let mut buf = [0u8; BLOCK];
+        let got = read_exact_or_eof(&mut self.r, &mut buf[..n as usize]).map_err(TarError::Io)?;
+        self.offset += got as u64;
+        match got {
+            0 => Ok(false),
+            g if g as u64 == n => Ok(true),
+            _ => Err(TarError::Truncated("in padding")),
+        }
+    }
+
     fn read_block(&mut self, buf: &mut [u8; BLOCK]) -> Result<bool, TarError> {
         let got = read_exact_or_eof(&mut self.r, buf).map_err(TarError::Io)?;
         self.offset += got as u64;
@@ -214,10 +229,16 @@ impl<R: Read> TarReader<R> {
         if self.ended {
             return Ok(None);
         }
-        let rest = self.remaining + self.pad;
+        let (body, pad) = (self.remaining, self.pad);
         self.remaining = 0;
         self.pad = 0;
-        self.skip(rest)?;
+        self.skip(body)?;
+        // Some writers (umoci) end the stream right after the last body, without its padding
+        // or the end marker: a complete body followed by EOF is a complete archive.
+        if !self.skip_padding(pad)? {
+            self.ended = true;
+            return Ok(None);
+        }
 
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
@@ -553,6 +574,22 @@ mod tests {
             TarReader::new(&data[..], 1 << 20).next_entry(),
             Err(TarError::Checksum { .. })
         ));
+        // A stream cut right after the last body (no padding, no end marker) is complete.
+        let mut t = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(3);
+        h.set_entry_type(tar::EntryType::Regular);
+        t.append_data(&mut h, "f", &b"abc"[..]).expect("append");
+        let full = t.into_inner().expect("tar");
+        let mut r = TarReader::new(&full[..515], 1 << 20);
+        assert!(r.next_entry().expect("entry").is_some());
+        let mut v = Vec::new();
+        r.read_body_into(&mut v).expect("body");
+        assert!(r.next_entry().expect("clean end").is_none());
+        // Cut inside the body: truncated.
+        let mut r = TarReader::new(&full[..514], 1 << 20);
+        assert!(r.next_entry().expect("entry").is_some());
+        assert!(r.read_body_into(&mut Vec::new()).is_err());
         let data = build();
         let mut r = TarReader::new(&data[..700], 1 << 20);
         assert!(
