@@ -95,8 +95,8 @@ for n in "${names[@]}"; do
     echo "== failures for $n"
     # Checks that failed inside the container, by how many scenarios they failed in.
     echo "  checks failing inside the container (scenarios):"
-    grep -a '^  not ok ' "$logs/$n.log" | sed -E 's/^  not ok [0-9]+ - //; s/ # .*//' | sort | uniq -c | sort -rn | head -25 |
-      awk '{c = $1; $1 = ""; printf "    %3d %s\n", c, substr($0, 2)}'
+    { grep -a '^  not ok ' "$logs/$n.log" || true; } | sed -E 's/^  not ok [0-9]+ - //; s/ # .*//' |
+      sort | uniq -c | sort -rn | head -25 | awk '{c = $1; $1 = ""; printf "    %3d %s\n", c, substr($0, 2)}'
     # The panic message and up to three lines after it (the first `not ok` lines).
     awk '
       /^thread .* panicked at/ { sub(/^thread /, ""); sub(/ \(.*/, ""); print "  " $0 ":"; n = 4; next }
