@@ -381,13 +381,13 @@ impl Scratch {
         eprintln!("{name} ready in {:?}", start.elapsed());
     }
 
-    /// The last 40 lines of each daemon's log.
+    /// The last 25 lines of each daemon's log.
     pub fn logs(&self) -> String {
         let mut s = String::new();
         for d in &self.daemons {
             let text = std::fs::read_to_string(&d.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
+            let tail = &lines[lines.len().saturating_sub(25)..];
             s.push_str(&format!(
                 "--- {} log (tail) ---\n{}\n",
                 d.name,
@@ -555,7 +555,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
   address = "{sock}.ttrpc"
 [debug]
   address = "{dir}/debug.sock"
-  level = "info"
+  level = "warn"
 [plugins."io.containerd.internal.v1.opt"]
   path = "{dir}/opt"
 "#,
