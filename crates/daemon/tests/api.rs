@@ -388,3 +388,34 @@ fn backup_endpoints_round_trip_and_refuse_hostile_tars() {
         404
     );
 }
+
+#[test]
+fn idle_memory_stays_small() {
+    let d = Daemon::start();
+    for i in 0..20 {
+        d.request("GET", "/info", None);
+        d.request(
+            "POST",
+            "/volumes/create",
+            Some(format!(r#"{{"Name":"m{i}"}}"#).as_bytes()),
+        );
+        d.request("GET", "/volumes", None);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let kb = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let (rss, anon) = (kb("VmRSS:"), kb("RssAnon:"));
+    println!("idle berthd: VmRSS {rss} kB, RssAnon {anon} kB");
+    assert!(rss <= 15 * 1024, "idle RSS {rss} kB over the 15 MiB target");
+    assert!(
+        anon <= 4 * 1024,
+        "idle anonymous memory {anon} kB: something is holding memory"
+    );
+}

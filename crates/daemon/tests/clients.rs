@@ -314,7 +314,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn docker_cli_over_mutual_tls() {
-    if skip_without("openssl") || skip_without("docker") {
+    if skip_without("openssl") || skip_without("docker") || skip_without("curl") {
         return;
     }
     let certs = tempfile::tempdir().unwrap();
