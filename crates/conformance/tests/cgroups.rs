@@ -18,11 +18,10 @@ use std::time::Duration;
 fn scenario(name: &str, resources: Value, relative: bool, controllers: &[&str]) {
     let rt = Runtime::new();
     let mut b = Bundle::new(&[]);
-    let leaf = unique_id(name);
     let cg = if relative {
-        leaf.clone()
+        unique_id(name)
     } else {
-        format!("/berth-conf/{leaf}")
+        nested_cgroup(name)
     };
     let _cleanup = CgroupCleanup(cg.clone());
     b.set(&["linux", "cgroupsPath"], json!(cg));

@@ -286,7 +286,7 @@ fn prestart() {
 fn create_hook_fails(kind: &str, name: &str) {
     let rt = Runtime::new();
     let mut h = HookBundle::new(&["/bin/touch", "/hooklog/process-ran"]);
-    let cg = format!("/berth-conf/{}", unique_id(name));
+    let cg = nested_cgroup(name);
     let _cleanup = CgroupCleanup(cg.clone());
     h.b.set(&["linux", "cgroupsPath"], json!(cg));
     h.b.set(&["root", "readonly"], json!(false));

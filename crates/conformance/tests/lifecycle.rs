@@ -408,7 +408,7 @@ fn delete_resources() {
     // delete removes what create made: the state, the process, the container's cgroups.
     let rt = Runtime::new();
     let mut b = sleeper();
-    let cg = format!("/berth-conf/{}", unique_id("delres"));
+    let cg = nested_cgroup("delres");
     let _cleanup = CgroupCleanup(cg.clone());
     b.set(&["linux", "cgroupsPath"], json!(cg));
     b.set(&["linux", "resources", "pids"], json!({ "limit": 100 }));

@@ -264,8 +264,15 @@ pub fn ok(out: &Output, what: &str) {
     );
 }
 
+/// A unique absolute `cgroupsPath` with a parent of its own (`/<id>-parent/<id>`): parents the
+/// runtime creates can then be removed without racing another test's create.
+pub fn nested_cgroup(name: &str) -> String {
+    let leaf = unique_id(name);
+    format!("/{leaf}-parent/{leaf}")
+}
+
 /// Removes a container's cgroup (a `cgroupsPath`, absolute or relative to this process's own
-/// cgroups) from every hierarchy when dropped, and the `/berth-conf` parent once it is empty:
+/// cgroups) from every hierarchy when dropped, and for an absolute path its parents once empty:
 /// a runtime that fails halfway may leave them behind.
 pub struct CgroupCleanup(pub String);
 
@@ -305,7 +312,13 @@ impl Drop for CgroupCleanup {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
-            let _ = fs::remove_dir(h.path().join("berth-conf"));
+            if self.0.starts_with('/') {
+                let mut parent = Path::new(self.0.as_str()).parent();
+                while let Some(p) = parent.filter(|p| *p != Path::new("/")) {
+                    let _ = fs::remove_dir(h.path().join(p.strip_prefix("/").unwrap_or(p)));
+                    parent = p.parent();
+                }
+            }
         }
     }
 }
