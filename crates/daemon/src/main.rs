@@ -21,6 +21,9 @@ use berth_engine::Engine;
 use clap::Parser;
 use nix::fcntl::{Flock, FlockArg};
 
+/// Read when `--config-file` isn't given and the file exists (like dockerd's /etc/docker/daemon.json).
+const DEFAULT_CONFIG_FILE: &str = "/etc/berth/daemon.json";
+
 /// berth's daemon: serves the Docker Engine API.
 #[derive(Debug, Parser)]
 #[command(name = "berthd", version)]
@@ -43,7 +46,7 @@ struct Args {
     tlscert: Option<PathBuf>,
     #[arg(long)]
     tlskey: Option<PathBuf>,
-    /// daemon.json-style configuration (flags win); read only when given.
+    /// daemon.json-style configuration (flags win); default /etc/berth/daemon.json when it exists.
     #[arg(long)]
     config_file: Option<PathBuf>,
     /// Debug logging.
@@ -123,7 +126,12 @@ fn main() -> anyhow::Result<()> {
         debug: args.debug,
         runtime_path: Some(find_runtime()),
     };
-    if let Some(p) = &args.config_file {
+    let default_file = Path::new(DEFAULT_CONFIG_FILE);
+    let file = args
+        .config_file
+        .as_deref()
+        .or_else(|| default_file.exists().then_some(default_file));
+    if let Some(p) = file {
         input.merge_file(FileConfig::load(p)?);
     }
     let config = input.validate()?;

@@ -419,3 +419,48 @@ fn idle_memory_stays_small() {
         "idle anonymous memory {anon} kB: something is holding memory"
     );
 }
+
+#[test]
+fn config_file_supplies_what_flags_leave_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("from-file-data");
+    let cfg = dir.path().join("daemon.json");
+    std::fs::write(&cfg, format!(r#"{{"data-root": "{}"}}"#, data.display())).unwrap();
+    let socket = dir.path().join("s.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--exec-root")
+        .arg(dir.path().join("exec"))
+        .arg("--config-file")
+        .arg(&cfg)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let root = request(&socket, "GET", "/info", None).json()["DockerRootDir"].clone();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    assert_eq!(root, data.display().to_string());
+    // Unknown keys are refused, naming the file.
+    std::fs::write(&cfg, r#"{"bogus": 1}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .args([
+            "--config-file",
+            cfg.to_str().unwrap(),
+            "--exec-root",
+            "/tmp/berth-never-y",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("daemon.json"));
+}
