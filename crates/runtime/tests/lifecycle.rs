@@ -312,3 +312,76 @@ fn spec_and_features() {
         .as_array()
         .is_some_and(|a| !a.is_empty()));
 }
+
+#[test]
+fn exec_process_json_detached_with_pid_file_and_update() {
+    if !can_run() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "60"]);
+    let id = uid("pjson");
+    rt.detached(&["run", "-d", "-b", b.path().to_str().expect("utf8"), &id]);
+    let proc_json = b.dir.path().join("process.json");
+    std::fs::write(
+        &proc_json,
+        serde_json::to_vec(&serde_json::json!({
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh", "-c", "echo $MARK > /dev/shm/mark; sleep 30"],
+            "env": ["PATH=/bin", "MARK=from-process-json"],
+            "cwd": "/"
+        }))
+        .expect("json"),
+    )
+    .expect("write process.json");
+    let pidfile = b.dir.path().join("exec.pid");
+    rt.detached(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pidfile.to_str().expect("utf8"),
+        "-p",
+        proc_json.to_str().expect("utf8"),
+        &id,
+    ]);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("exec pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "detached exec process is gone"
+    );
+    let mut mark = String::new();
+    for _ in 0..100 {
+        let o = rt.run(&["exec", &id, "cat", "/dev/shm/mark"]);
+        mark = String::from_utf8_lossy(&o.stdout).into_owned();
+        if o.status.success() && !mark.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(mark, "from-process-json\n");
+    let pids: Vec<i32> =
+        serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).expect("ps");
+    assert!(
+        pids.contains(&pid),
+        "exec'd process not in the container's cgroup: {pids:?} vs {pid}"
+    );
+
+    rt.ok(&["update", "--pids-limit", "77", "--memory", "64m", &id]);
+    let cg = std::path::Path::new("/sys/fs/cgroup");
+    let pids_max = std::fs::read_to_string(cg.join("pids/berth").join(&id).join("pids.max"))
+        .expect("pids.max");
+    assert_eq!(pids_max.trim(), "77");
+    let mem = std::fs::read_to_string(
+        cg.join("memory/berth")
+            .join(&id)
+            .join("memory.limit_in_bytes"),
+    )
+    .expect("memory limit");
+    assert_eq!(mem.trim(), (64u64 << 20).to_string());
+    rt.ok(&["delete", "--force", &id]);
+}
