@@ -235,3 +235,14 @@ pub struct SystemInfo {
     #[serde(rename = "Warnings")]
     pub warnings: Option<Vec<String>>,
 }
+
+/// Body of `GET /system/df`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct DiskUsage {
+    pub layers_size: i64,
+    pub images: Option<Vec<serde_json::Value>>,
+    pub containers: Option<Vec<serde_json::Value>>,
+    pub volumes: Option<Vec<crate::volume::Volume>>,
+    pub build_cache: Option<Vec<serde_json::Value>>,
+}

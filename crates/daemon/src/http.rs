@@ -1,7 +1,6 @@
 //! HTTP glue shared by every handler: the response body type (whole or streamed), JSON and
 //! error responses, query-string access with Docker's boolean rules, and reading request bodies.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -88,9 +87,9 @@ pub fn empty(status: StatusCode) -> Response<Body> {
         .expect("static headers are valid")
 }
 
-/// Query parameters of a request (last value wins, like Go's `r.Form.Get`).
+/// Query parameters of a request (`get`: first value, like Go's `r.Form.Get`).
 #[derive(Debug, Default)]
-pub struct Query(HashMap<String, String>);
+pub struct Query(Vec<(String, String)>);
 
 impl Query {
     pub fn parse(q: Option<&str>) -> Self {
@@ -102,7 +101,19 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated parameter (`type=a&type=b`).
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// Docker's `BoolValue`: absent, empty, `0`, `no`, `false`, `none` are false; anything else true.
@@ -228,5 +239,7 @@ mod tests {
         }
         assert_eq!(q.get("name"), Some("x/y"));
         assert_eq!(Query::parse(None).get("a"), None);
+        assert_eq!(Query::parse(Some("t=a&t=b")).all("t"), vec!["a", "b"]);
+        assert_eq!(Query::parse(Some("t=a&t=b")).get("t"), Some("a"));
     }
 }

@@ -86,6 +86,7 @@ async fn route_docker(
         (&Method::GET, ["version"]) => Ok(system::version()),
         (&Method::GET, ["info"]) => Ok(system::info(engine)),
         (&Method::GET, ["events"]) => events::events(engine, q),
+        (&Method::GET, ["system", "df"]) => system::disk_usage(engine, q),
         (&Method::POST, ["volumes", "create"]) => volumes::create(engine, req.into_body()).await,
         (&Method::POST, ["volumes", "prune"]) => volumes::prune(engine, q, version),
         (&Method::GET, ["volumes"]) => volumes::list(engine, q),

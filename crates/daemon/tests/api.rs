@@ -249,6 +249,26 @@ fn volumes_with_dockers_codes() {
 }
 
 #[test]
+fn system_df_reports_volumes_and_checks_types() {
+    let d = Daemon::start();
+    d.request("POST", "/volumes/create", Some(br#"{"Name":"sz"}"#));
+    std::fs::write(d.data_root.join("volumes/sz/_data/x"), vec![1u8; 1000]).unwrap();
+    let df = d.request("GET", "/system/df", None).json();
+    assert_eq!(df["LayersSize"], 0);
+    assert_eq!(df["Volumes"][0]["Name"], "sz");
+    assert_eq!(df["Volumes"][0]["UsageData"]["Size"], 1000);
+    assert_eq!(df["Volumes"][0]["UsageData"]["RefCount"], 0);
+    let only = d
+        .request("GET", "/v1.43/system/df?type=volume", None)
+        .json();
+    assert!(
+        only["Images"].is_null() && only["Volumes"].is_array(),
+        "{only}"
+    );
+    assert_eq!(d.request("GET", "/system/df?type=bogus", None).status, 400);
+}
+
+#[test]
 fn volumes_persist_across_restart() {
     let d = Daemon::start();
     d.request(

@@ -154,6 +154,38 @@ fn docker_cli_volume_lifecycle() {
 }
 
 #[test]
+fn docker_cli_system_df_counts_volume_bytes() {
+    if skip_without("docker") {
+        return;
+    }
+    let d = Daemon::start();
+    docker(&d, &["volume", "create", "dfv"]);
+    std::fs::write(d.data_root.join("volumes/dfv/_data/f"), vec![0u8; 12345]).unwrap();
+    let (ok, out, err) = docker(
+        &d,
+        &[
+            "system",
+            "df",
+            "--format",
+            "{{.Type}}={{.TotalCount}}/{{.Size}}",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("Local Volumes=1/12.35kB"), "{out}");
+    assert!(
+        out.contains("Images=0/0B") && out.contains("Containers=0/0B"),
+        "{out}"
+    );
+    let (ok, out, err) = docker(&d, &["system", "df", "-v"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["dfv", "0", "12.35kB"]),
+        "{out}"
+    );
+}
+
+#[test]
 fn docker_cli_events_since_until() {
     if skip_without("docker") {
         return;
@@ -216,6 +248,9 @@ vol.remove()
 anon = c.volumes.create()
 r = c.volumes.prune()
 assert r["VolumesDeleted"] == [anon.name], r
+df = c.df()
+assert df["Images"] == [] and df["Containers"] == [], df
+assert df["Volumes"] == [], df
 print("ok")
 "#;
     let (ok, out, err) = run(Command::new("python3").args(["-c", script, &d.host()]));

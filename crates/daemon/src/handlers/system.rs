@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use berth_api::system::{
-    Commit, ComponentVersion, IndexInfo, Platform, PluginsInfo, RegistryServiceConfig, Runtime,
-    SwarmInfo, SystemInfo, SystemVersion,
+    Commit, ComponentVersion, DiskUsage, IndexInfo, Platform, PluginsInfo, RegistryServiceConfig,
+    Runtime, SwarmInfo, SystemInfo, SystemVersion,
 };
 use berth_api::time::Timestamp;
 use berth_api::version::{MAX_API_VERSION, MIN_API_VERSION};
@@ -12,7 +12,9 @@ use berth_engine::host::{self, HostFacts};
 use berth_engine::Engine;
 use hyper::{Method, Response, StatusCode};
 
-use crate::http::{self, Body};
+use crate::error::ApiError;
+use crate::handlers::volumes::to_wire;
+use crate::http::{self, Body, Query};
 
 /// berth's version, as `/version` and `/info` report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -185,4 +187,39 @@ pub fn info(engine: &Engine) -> Response<Body> {
         warnings: None,
     };
     http::json(StatusCode::OK, &info)
+}
+
+/// `GET /system/df[?type=volume&type=...]`: volumes with their sizes and reference counts;
+/// containers, images and build cache are empty until those stores are attached to the engine.
+pub fn disk_usage(engine: &Engine, q: &Query) -> Result<Response<Body>, ApiError> {
+    let kinds = q.all("type");
+    for k in &kinds {
+        if !matches!(k.as_str(), "container" | "image" | "volume" | "build-cache") {
+            return Err(ApiError::bad_request(format!("unknown object type: {k}")));
+        }
+    }
+    let want = |k: &str| kinds.is_empty() || kinds.iter().any(|x| x == k);
+    let volumes = want("volume").then(|| {
+        engine
+            .volumes()
+            .usage()
+            .into_iter()
+            .map(|(view, size)| {
+                let mut v = to_wire(&view.volume);
+                v.usage_data = Some(berth_api::volume::VolumeUsageData {
+                    size: i64::try_from(size).unwrap_or(i64::MAX),
+                    ref_count: i64::try_from(view.refs.len()).unwrap_or(i64::MAX),
+                });
+                v
+            })
+            .collect()
+    });
+    let du = DiskUsage {
+        layers_size: 0,
+        images: want("image").then(Vec::new),
+        containers: want("container").then(Vec::new),
+        volumes,
+        build_cache: want("build-cache").then(Vec::new),
+    };
+    Ok(http::json(StatusCode::OK, &du))
 }

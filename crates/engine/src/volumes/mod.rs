@@ -688,6 +688,28 @@ impl VolumeStore {
         }
     }
 
+    /// Every volume with its size on disk (bytes of regular files) and reference count, for
+    /// `system df`. Sizes are measured outside the lock.
+    pub fn usage(&self) -> Vec<(VolumeView, u64)> {
+        let views: Vec<VolumeView> = {
+            let entries = self.lock();
+            entries
+                .values()
+                .map(|e| VolumeView {
+                    volume: e.volume.clone(),
+                    refs: e.refs.iter().cloned().collect(),
+                })
+                .collect()
+        };
+        views
+            .into_iter()
+            .map(|v| {
+                let size = dir_size(&v.volume.mountpoint);
+                (v, size)
+            })
+            .collect()
+    }
+
     /// Number of volumes (for `/info`-style counts).
     pub fn count(&self) -> usize {
         self.lock().len()

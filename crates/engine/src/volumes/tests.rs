@@ -362,3 +362,17 @@ fn export_import_round_trip_and_rules() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
 }
+
+#[test]
+fn usage_counts_bytes_and_references() {
+    let f = fixture();
+    let v = f.store.create(named("sized")).unwrap();
+    fs::write(v.mountpoint.join("a"), vec![1u8; 4096]).unwrap();
+    fs::hard_link(v.mountpoint.join("a"), v.mountpoint.join("b")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", v.mountpoint.join("l")).unwrap();
+    f.store.acquire("sized", "c1").unwrap();
+    let u = f.store.usage();
+    assert_eq!(u.len(), 1);
+    assert_eq!(u[0].1, 4096, "hard links once, symlinks not followed");
+    assert_eq!(u[0].0.refs, vec!["c1".to_string()]);
+}
