@@ -2,6 +2,7 @@
 //! [`State`], its cgroup. One file per verb under `container/`, each checking the state guard
 //! (`state.rs`) before acting.
 
+pub mod console;
 pub mod create;
 pub mod delete;
 pub mod events;

@@ -385,3 +385,30 @@ fn exec_process_json_detached_with_pid_file_and_update() {
     assert_eq!(mem.trim(), (64u64 << 20).to_string());
     rt.ok(&["delete", "--force", &id]);
 }
+
+#[test]
+fn foreground_run_with_terminal_holds_the_pty_itself() {
+    if !can_run() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sh", "-c", "tty; echo on-our-pty; exit 7"]);
+    b.edit(|v| v["process"]["terminal"] = serde_json::json!(true));
+    let o = rt.run(&["run", "-b", b.path().to_str().expect("utf8"), &uid("fgtty")]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("on-our-pty"), "{out}");
+    assert!(!rt
+        .root
+        .path()
+        .read_dir()
+        .expect("root")
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".sock")));
+}

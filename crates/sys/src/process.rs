@@ -223,6 +223,25 @@ pub fn set_window_size<F: AsFd>(fd: F, rows: u16, cols: u16) -> nix::Result<()> 
     Errno::result(ret).map(drop)
 }
 
+/// The window size (rows, cols) of the terminal `fd` (TIOCGWINSZ).
+pub fn window_size<F: AsFd>(fd: F) -> nix::Result<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize struct through the pointer, valid for the call.
+    let ret = unsafe {
+        libc::ioctl(
+            fd.as_fd().as_raw_fd(),
+            libc::TIOCGWINSZ,
+            &mut ws as *mut libc::winsize,
+        )
+    };
+    Errno::result(ret).map(|_| (ws.ws_row, ws.ws_col))
+}
+
 /// Asks the kernel to send `sig` to the caller when its parent dies (PR_SET_PDEATHSIG).
 pub fn set_parent_death_signal(sig: i32) -> nix::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.

@@ -150,9 +150,25 @@ pub fn validate_spec(spec: &Spec, bundle: &Path) -> Result<PathBuf, Error> {
 
 /// Creates container `opts.id` under `root`. The init is a child of the calling process.
 pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created, Error> {
+    let (bundle, spec) = read_bundle(opts)?;
+    create_from(root, opts, bundle, spec)
+}
+
+/// Validates the id, then reads `opts.bundle` (canonical path) and its config.json.
+pub fn read_bundle(opts: &CreateOptions) -> Result<(PathBuf, Spec), Error> {
     validate_id(&opts.id)?;
     let bundle = std::fs::canonicalize(&opts.bundle).map_err(Error::io("bundle", &opts.bundle))?;
     let spec = load_spec(&bundle)?;
+    Ok((bundle, spec))
+}
+
+/// [`create`] with the bundle already read by [`read_bundle`].
+pub fn create_from(
+    root: &Path,
+    opts: &CreateOptions,
+    bundle: PathBuf,
+    spec: Spec,
+) -> Result<Created, Error> {
     let rootfs = validate_spec(&spec, &bundle)?;
     let plan = Plan::from_spec(&spec)?;
     let linux = spec.linux().as_ref().expect("validate_spec checked linux");

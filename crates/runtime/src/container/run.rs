@@ -8,7 +8,8 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::create::{create, CreateOptions};
+use super::console::ConsoleListener;
+use super::create::{create_from, read_bundle, CreateOptions};
 use super::delete::destroy;
 use super::start::start_loaded;
 use crate::error::Error;
@@ -42,7 +43,33 @@ pub fn run(root: &Path, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
             .map_err(Error::sys("block signals"))?;
     }
-    let (mut c, spec) = create(root, opts)?.into_container();
+    let (bundle, spec) = read_bundle(opts)?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    // `run` in the foreground with a terminal and no console socket: we hold the pty ourselves.
+    let console = if terminal && !detach && opts.console_socket.is_none() {
+        Some(ConsoleListener::bind(root, &opts.id)?)
+    } else {
+        None
+    };
+    let mut local = opts.clone();
+    if let Some(l) = &console {
+        local.console_socket = Some(l.path().to_path_buf());
+    }
+    let (mut c, spec) = create_from(root, &local, bundle, spec)?.into_container();
+    let master = match &console {
+        Some(l) => match l.receive_master() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = destroy(&c, Some(&spec));
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     if let Err(e) = start_loaded(&c, Some(&spec)) {
         let _ = destroy(&c, Some(&spec));
         return Err(e);
@@ -50,7 +77,15 @@ pub fn run(root: &Path, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
     if detach {
         return Ok(0);
     }
-    let code = wait_forwarding(Pid::from_raw(c.state.pid), &set);
+    let init = Pid::from_raw(c.state.pid);
+    let code = match master {
+        Some(m) => {
+            let mut set = set;
+            set.add(Signal::SIGWINCH);
+            super::console::proxy(m, init, &set)?
+        }
+        None => wait_forwarding(init, &set),
+    };
     if !keep {
         // The init is reaped: everything in its pid namespace died with it.
         c.status = Status::Stopped;
