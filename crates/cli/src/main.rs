@@ -75,6 +75,14 @@ enum SystemCmd {
     },
     /// Get real time events from the server
     Events(EventsArgs),
+    /// Show disk usage
+    Df {
+        /// Show detailed information on space usage
+        #[arg(short, long)]
+        verbose: bool,
+        #[arg(long)]
+        format: Option<String>,
+    },
 }
 
 /// The host to use and whether it is the default (the only case where berthd is started).
@@ -141,6 +149,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         | Cmd::System {
             cmd: SystemCmd::Events(a),
         } => commands::events::run(&client, &a).await.map(|()| true),
+        Cmd::System {
+            cmd: SystemCmd::Df { verbose, format },
+        } => commands::system::df(&client, verbose, format.as_deref())
+            .await
+            .map(|()| true),
         Cmd::Volume { cmd } => commands::volume::run(&client, cmd).await,
     }
 }

@@ -43,6 +43,10 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("berth.sock");
         let child = Command::new(berthd())
@@ -52,6 +56,7 @@ impl Daemon {
             .arg(dir.path().join("data"))
             .arg("--exec-root")
             .arg(dir.path().join("exec"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -404,4 +409,178 @@ fn starts_berthd_when_nothing_answers_on_the_default_socket() {
     // Second call: the daemon is there, nothing started.
     let o = berth_env(&["volume", "ls", "-q"], &env, None);
     assert_eq!((o.stdout.as_str(), o.stderr.as_str()), ("auto\n", ""));
+}
+
+fn have(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .any(|d| d.join(prog).is_file())
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn talks_mutual_tls_to_a_tcp_daemon() {
+    if !have("openssl") {
+        println!("SKIP: openssl not installed");
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let c = certs.path();
+    std::fs::write(
+        c.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(c.join("client.ext"), "extendedKeyUsage = clientAuth\n").unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ca",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+    ];
+    ca.extend_from_slice(&ec);
+    openssl(c, &ca);
+    for who in ["server", "client"] {
+        let (key, csr, cert, ext) = (
+            format!("{who}-key.pem"),
+            format!("{who}.csr"),
+            format!("{who}-cert.pem"),
+            format!("{who}.ext"),
+        );
+        let mut req = vec!["req", "-subj", "/CN=t", "-keyout", &key, "-out", &csr];
+        req.extend_from_slice(&ec);
+        openssl(c, &req);
+        openssl(
+            c,
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-out",
+                &cert,
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let p = |f: &str| c.join(f).display().to_string();
+    let _d = Daemon::start_with(&[
+        "-H",
+        &tcp,
+        "--tlsverify",
+        "--tlscacert",
+        &p("ca.pem"),
+        "--tlscert",
+        &p("server-cert.pem"),
+        "--tlskey",
+        &p("server-key.pem"),
+    ]);
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = berth_env(
+        &[
+            "-H",
+            &tcp,
+            "--tlsverify",
+            "--tlscacert",
+            &p("ca.pem"),
+            "--tlscert",
+            &p("client-cert.pem"),
+            "--tlskey",
+            &p("client-key.pem"),
+            "volume",
+            "create",
+            "overtls",
+        ],
+        &[],
+        None,
+    );
+    assert!(o.ok, "{}", o.stderr);
+    assert_eq!(o.stdout, "overtls\n");
+    // docker's environment variables work too.
+    let dir = c.join("docker-layout");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(c.join("ca.pem"), dir.join("ca.pem")).unwrap();
+    std::fs::copy(c.join("client-cert.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::copy(c.join("client-key.pem"), dir.join("key.pem")).unwrap();
+    let o = berth_env(
+        &["volume", "ls", "-q"],
+        &[
+            ("DOCKER_HOST", &tcp),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", dir.to_str().unwrap()),
+        ],
+        None,
+    );
+    assert!(o.ok, "{}", o.stderr);
+    assert_eq!(o.stdout, "overtls\n");
+    // A certificate from another CA is refused by the daemon.
+    let other = c.join("other");
+    std::fs::create_dir(&other).unwrap();
+    let mut ca2 = vec![
+        "req", "-x509", "-days", "2", "-subj", "/CN=evil", "-keyout", "k.pem", "-out", "c.pem",
+    ];
+    ca2.extend_from_slice(&ec);
+    openssl(&other, &ca2);
+    let o = berth_env(
+        &[
+            "-H",
+            &tcp,
+            "--tlsverify",
+            "--tlscacert",
+            &p("ca.pem"),
+            "--tlscert",
+            other.join("c.pem").to_str().unwrap(),
+            "--tlskey",
+            other.join("k.pem").to_str().unwrap(),
+            "version",
+        ],
+        &[],
+        None,
+    );
+    assert!(!o.ok, "a client certificate from a foreign CA got through");
 }

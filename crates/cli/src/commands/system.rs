@@ -1,10 +1,12 @@
 //! `berth version`, `berth info` / `berth system info`.
 
-use berth_api::system::{SystemInfo, SystemVersion};
+use berth_api::system::{DiskUsage, SystemInfo, SystemVersion};
 use serde_json::{json, Value};
 
 use super::format_one;
+use super::volume::human_size;
 use crate::client::Client;
+use crate::template::{render_rows, Template};
 
 /// `berth version [--format]`: client and server, like docker's two blocks.
 pub async fn version(client: &Client, format: Option<&str>) -> anyhow::Result<()> {
@@ -99,6 +101,58 @@ pub async fn info(client: &Client, format: Option<&str>) -> anyhow::Result<()> {
     outln!(" Debug Mode: {}", i.debug);
     for w in i.warnings.unwrap_or_default() {
         eprintln!("{w}");
+    }
+    Ok(())
+}
+
+fn reclaimable(size: u64, total: u64) -> String {
+    if total == 0 {
+        return human_size(size);
+    }
+    format!("{} ({}%)", human_size(size), size * 100 / total)
+}
+
+/// `berth system df [-v] [--format]`: docker's summary table (and the volume list with `-v`).
+pub async fn df(client: &Client, verbose: bool, format: Option<&str>) -> anyhow::Result<()> {
+    let du: DiskUsage = client.get_json("/system/df").await?;
+    let vols = du.volumes.unwrap_or_default();
+    let usage = |v: &berth_api::volume::Volume| {
+        v.usage_data
+            .map(|u| (u64::try_from(u.size).unwrap_or(0), u.ref_count))
+            .unwrap_or((0, 0))
+    };
+    let vol_size: u64 = vols.iter().map(|v| usage(v).0).sum();
+    let vol_active = vols.iter().filter(|v| usage(v).1 > 0).count();
+    let vol_free: u64 = vols
+        .iter()
+        .filter(|v| usage(v).1 == 0)
+        .map(|v| usage(v).0)
+        .sum();
+    let n = |o: &Option<Vec<Value>>| o.as_ref().map_or(0, Vec::len);
+    let rows = vec![
+        json!({"Type": "Images", "TotalCount": n(&du.images).to_string(), "Active": "0", "Size": human_size(u64::try_from(du.layers_size).unwrap_or(0)), "Reclaimable": "0B"}),
+        json!({"Type": "Containers", "TotalCount": n(&du.containers).to_string(), "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Local Volumes", "TotalCount": vols.len().to_string(), "Active": vol_active.to_string(), "Size": human_size(vol_size), "Reclaimable": reclaimable(vol_free, vol_size)}),
+        json!({"Type": "Build Cache", "TotalCount": n(&du.build_cache).to_string(), "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+    ];
+    let header = json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
+    let f = match format {
+        None | Some("table") => {
+            "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+        }
+        Some("json") => "{{json .}}",
+        Some(f) => f,
+    };
+    out!("{}", render_rows(&Template::parse(f)?, &header, &rows)?);
+    if verbose {
+        let t = Template::parse("table {{.Name}}\t{{.Links}}\t{{.Size}}")?;
+        let header = json!({"Name": "VOLUME NAME", "Links": "LINKS", "Size": "SIZE"});
+        let rows: Vec<Value> = vols
+            .iter()
+            .map(|v| json!({"Name": v.name, "Links": usage(v).1.to_string(), "Size": human_size(usage(v).0)}))
+            .collect();
+        outln!("\nLocal Volumes space usage:\n");
+        out!("{}", render_rows(&t, &header, &rows)?);
     }
     Ok(())
 }
