@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-5}
 cache=${BENCH_CACHE:-/var/tmp/berth-bench}
 mirror=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
-  | grep -v security | awk '{print $2}' | grep debian | head -1)
+  | grep -v security | awk '{print $2}' | grep debian | head -1 || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 mkdir -p "$cache"
 if [ ! -e "$cache/rootfs/.done" ]; then
@@ -40,8 +40,11 @@ work=$(mktemp -d /var/tmp/berth-bench-run.XXXXXX)
 reg_pid=""
 cleanup() {
   [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null || true
-  podman --root "$work/podman" --runroot "$work/podman-run" rmi -af >/dev/null 2>&1 || true
-  umount -R "$work/podman/overlay" 2>/dev/null || true
+  for r in "$work"/podman-[0-9]*; do
+    [ -d "$r" ] || continue
+    podman --root "$r" --runroot "$work/podman-run-${r##*-}" rmi -af >/dev/null 2>&1 || true
+    umount -R "$r/overlay" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,11 +54,19 @@ ref=127.0.0.1:$port/bench/minbase:latest
 layer_size=$(skopeo inspect --tls-verify=false --raw "docker://$ref" | jq '[.layers[].size] | add')
 echo "image: Debian bookworm minbase, $(du -sh "$cache/rootfs" | cut -f1) unpacked, $layer_size bytes compressed"
 
-hyperfine --runs "$runs" --warmup 1 --export-markdown "$work/pull.md" \
-  -n berth --prepare "rm -rf $work/berth" \
-  "env BERTH_BENCH_REF=$ref BERTH_BENCH_ROOT=$work/berth $testbin --ignored --exact pull_once --test-threads 1 -q" \
-  -n podman --prepare "podman --root $work/podman --runroot $work/podman-run rmi -af >/dev/null 2>&1 || true" \
-  "podman --root $work/podman --runroot $work/podman-run pull -q --tls-verify=false $ref" \
-  -n skopeo+umoci --prepare "rm -rf $work/oci $work/bundle" \
-  "sh -c 'skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/oci:x && umoci unpack --image $work/oci:x $work/bundle >/dev/null'"
+# Every run writes into a fresh directory and nothing is deleted until the end: ext4 scans for
+# "recently deleted" inodes when creating files right after a big rm -rf (perf: recently_deleted
+# in ext4_create), which would slow whichever tool runs after a cleanup. The sh wrapper and the
+# counter cost the same for all three.
+echo 0 > "$work/n"
+next='n=$(($(cat '"$work"'/n)+1)); echo $n > '"$work"'/n'
+hyperfine --runs "$runs" --warmup 1 --export-markdown "$work/pull.md" --export-json "$work/pull.json" \
+  -n berth \
+  "sh -c '$next; BERTH_BENCH_REF=$ref BERTH_BENCH_ROOT=$work/berth-\$n $testbin --ignored --exact pull_once --test-threads 1 -q >/dev/null'" \
+  -n podman \
+  "sh -c '$next; podman --root $work/podman-\$n --runroot $work/podman-run-\$n pull -q --tls-verify=false $ref >/dev/null'" \
+  -n skopeo+umoci \
+  "sh -c '$next; skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/oci-\$n:x && umoci unpack --image $work/oci-\$n:x $work/bundle-\$n >/dev/null'"
 cat "$work/pull.md"
+echo; echo "medians (s):"
+jq -r '.results[] | "\(.command)\t\(.median | . * 1000 | round / 1000)"' "$work/pull.json"
