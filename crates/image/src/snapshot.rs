@@ -713,7 +713,7 @@ fn disk_usage(p: &Path) -> Result<u64, SnapshotError> {
 /// `hardlink` is set (copy-mode snapshots) and copied otherwise (a container's writable copy).
 fn copy_tree(src: &Path, dst: &Path, hardlink: bool) -> Result<(), SnapshotError> {
     use std::os::unix::fs::{lchown, symlink, FileTypeExt, PermissionsExt};
-    let mut dirs: Vec<(PathBuf, fs::Metadata)> = Vec::new();
+    let mut dirs: Vec<(PathBuf, PathBuf, fs::Metadata)> = Vec::new();
     let mut stack = vec![(src.to_owned(), dst.to_owned())];
     while let Some((s, d)) = stack.pop() {
         for e in fs::read_dir(&s).map_err(io_err("list", &s))? {
@@ -724,8 +724,8 @@ fn copy_tree(src: &Path, dst: &Path, hardlink: bool) -> Result<(), SnapshotError
             let ft = m.file_type();
             if ft.is_dir() {
                 fs::create_dir(&dp).map_err(io_err("create", &dp))?;
-                stack.push((sp, dp.clone()));
-                dirs.push((dp, m));
+                stack.push((sp.clone(), dp.clone()));
+                dirs.push((sp, dp, m));
                 continue;
             }
             if ft.is_symlink() {
@@ -765,21 +765,18 @@ fn copy_tree(src: &Path, dst: &Path, hardlink: bool) -> Result<(), SnapshotError
         }
     }
     // Directories last, deepest first, so their times survive their children.
-    for (dp, m) in dirs.into_iter().rev() {
+    for (sp, dp, m) in dirs.into_iter().rev() {
         std::os::unix::fs::chown(&dp, Some(m.uid()), Some(m.gid()))
             .map_err(io_err("chown", &dp))?;
         fs::set_permissions(&dp, fs::Permissions::from_mode(m.mode() & 0o7777))
             .map_err(io_err("chmod", &dp))?;
-        copy_xattrs(&dp, &dp);
+        copy_xattrs(&sp, &dp);
         set_times(&dp, &m);
     }
     Ok(())
 }
 
 fn copy_xattrs(src: &Path, dst: &Path) {
-    if src == dst {
-        return;
-    }
     if let Ok(names) = xattr::list(src) {
         for n in names {
             if let Ok(Some(v)) = xattr::get(src, &n) {

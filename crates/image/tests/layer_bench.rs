@@ -37,6 +37,22 @@ use std::time::Instant;
 
 use berth_image::layer::{unpack, Compression, UnpackOptions};
 
+/// (user, system) CPU seconds of this process so far (all threads), from /proc/self/stat.
+fn cpu() -> (f64, f64) {
+    let s = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let rest = &s[s.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let tick = 100.0;
+    (
+        f[11].parse::<f64>().expect("utime") / tick,
+        f[12].parse::<f64>().expect("stime") / tick,
+    )
+}
+
+fn sync() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 #[test]
 fn unpack_timing_against_gnu_tar() {
     let Ok(layer) = std::env::var("BERTH_BENCH_LAYER") else {
@@ -50,14 +66,32 @@ fn unpack_timing_against_gnu_tar() {
         let theirs = dir.path().join("tar");
         std::fs::create_dir(&ours).expect("mkdir");
         std::fs::create_dir(&theirs).expect("mkdir");
+        // Flush earlier rounds' dirty pages first: writeback throttling otherwise dominates.
+        sync();
+        let c0 = cpu();
         let t = Instant::now();
         let f = std::fs::File::open(&layer).expect("open layer");
         let stats =
             unpack(f, Compression::Detect, &ours, &UnpackOptions::default()).expect("unpack");
         let berth = t.elapsed();
+        let c1 = cpu();
+        println!(
+            "berth cpu: user {:.2}s sys {:.2}s",
+            c1.0 - c0.0,
+            c1.1 - c0.1
+        );
+        sync();
         let t = Instant::now();
-        let st = std::process::Command::new("tar")
-            .args(["--numeric-owner", "-xpf", &layer, "-C"])
+        let st = std::process::Command::new("/usr/bin/time")
+            .args([
+                "-f",
+                "gnu tar cpu: user %Us sys %Ss",
+                "tar",
+                "--numeric-owner",
+                "-xpf",
+                &layer,
+                "-C",
+            ])
             .arg(&theirs)
             .status()
             .expect("tar");
