@@ -260,10 +260,6 @@ fn setup(cfg: &Config) -> Result<Monitor, SetupError> {
     left.add(dir.join(state::PID_FILE));
     state::save_pid(dir, getpid().as_raw())?;
 
-    let log = match &cfg.log {
-        LogDriver::JsonFile { path, rotation } => Some(JsonFile::open(path, *rotation)?),
-        LogDriver::None => None,
-    };
     let attach = listen(&left.add(dir.join(state::ATTACH_SOCK)))?;
     let control = listen(&left.add(dir.join(state::CONTROL_SOCK)))?;
     let pid_file = left.add(dir.join(state::INIT_PID_FILE));
@@ -327,6 +323,11 @@ fn setup(cfg: &Config) -> Result<Monitor, SetupError> {
         armed: true,
     };
 
+    // opened once the container exists, so a failed create leaves no log file behind
+    let log = match &cfg.log {
+        LogDriver::JsonFile { path, rotation } => Some(JsonFile::open(path, *rotation)?),
+        LogDriver::None => None,
+    };
     let mut pty = None;
     if let Some((listener, path)) = console {
         let master = receive_pty(&listener).map_err(|source| SetupError::Console {
