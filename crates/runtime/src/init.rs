@@ -35,8 +35,14 @@ pub enum Message {
     RunRuntimeHooks,
     /// parent -> child: runtime hooks done.
     HooksDone,
-    /// child -> parent: everything before the exec fifo is done.
-    Ready,
+    /// child -> parent: everything before the exec fifo is done; non-fatal problems (skipped
+    /// capabilities...) for the runtime to report.
+    Ready {
+        /// warnings from applying the process attributes
+        warnings: Vec<String>,
+    },
+    /// child -> parent: the seccomp notify fd rides along (SCM_RIGHTS) for `listenerPath`.
+    SeccompNotify,
     /// either way: a failure, with its cause chain as text.
     Error(String),
 }
@@ -79,6 +85,33 @@ impl Channel {
         let data = serde_json::to_vec(msg).map_err(ChannelError::Decode)?;
         send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL).map_err(ChannelError::Io)?;
         Ok(())
+    }
+
+    /// Sends one message with `fd` attached (SCM_RIGHTS).
+    pub fn send_with_fd(
+        &self,
+        msg: &Message,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), ChannelError> {
+        let data = serde_json::to_vec(msg).map_err(ChannelError::Decode)?;
+        berth_sys::fdpass::send_fd(std::os::fd::AsFd::as_fd(&self.fd), fd, &data)
+            .map_err(ChannelError::Io)
+    }
+
+    /// Receives one message and the fd it carries, if any; [`ChannelError::Closed`] on EOF.
+    pub fn recv_with_fd(&self) -> Result<(Message, Option<OwnedFd>), ChannelError> {
+        let mut buf = [0u8; 8192];
+        let (n, fd) = loop {
+            match berth_sys::fdpass::recv_maybe_fd(std::os::fd::AsFd::as_fd(&self.fd), &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r.map_err(ChannelError::Io)?,
+            }
+        };
+        if n == 0 {
+            return Err(ChannelError::Closed);
+        }
+        let msg = serde_json::from_slice(&buf[..n]).map_err(ChannelError::Decode)?;
+        Ok((msg, fd))
     }
 
     /// Receives one message; [`ChannelError::Closed`] on EOF.

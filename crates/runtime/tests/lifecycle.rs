@@ -412,3 +412,47 @@ fn foreground_run_with_terminal_holds_the_pty_itself() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().ends_with(".sock")));
 }
+
+#[test]
+fn seccomp_notify_fd_reaches_the_listener() {
+    if !can_run() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "sleep 1; mkdir /dev/shm/x && echo mkdir-ok || echo mkdir-failed",
+    ]);
+    let sock = b.dir.path().join("agent.sock");
+    b.edit(|v| {
+        v["process"]["noNewPrivileges"] = serde_json::json!(false);
+        v["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock.to_str().expect("utf8"),
+            "listenerMetadata": "berth-test",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let listener = UnixListener::bind(&sock).expect("bind agent socket");
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        let (fd, payload) = berth_sys::fdpass::recv_fd(conn.as_fd()).expect("receive notify fd");
+        // closing the notify fd makes the notified syscalls fail (ENOSYS)
+        drop(fd);
+        String::from_utf8_lossy(&payload).into_owned()
+    });
+    let out = rt.ok(&[
+        "run",
+        "-b",
+        b.path().to_str().expect("utf8"),
+        &uid("notify"),
+    ]);
+    let payload = agent.join().expect("agent");
+    let msg: serde_json::Value =
+        serde_json::from_str(&payload).expect("container process state JSON");
+    assert_eq!(msg["fds"][0], "seccompFd");
+    assert_eq!(msg["metadata"], "berth-test");
+    assert!(msg["pid"].as_i64().is_some_and(|p| p > 0));
+    assert_eq!(out, "mkdir-failed\n");
+}

@@ -20,6 +20,36 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, payload: &[u8]) -> nix:
     Ok(())
 }
 
+/// Receives one message into `buf`, with the fd it carries if any (SCM_RIGHTS, close-on-exec).
+/// Returns the payload length (0: peer closed).
+pub fn recv_maybe_fd(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> nix::Result<(usize, Option<OwnedFd>)> {
+    let mut cmsg_space = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg_space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut got = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for (i, fd) in fds.iter().enumerate() {
+                // SAFETY: fds received with SCM_RIGHTS are new in this process and unowned;
+                // extra ones (never sent by berth) are wrapped only to be closed.
+                let owned = unsafe { OwnedFd::from_raw_fd(*fd) };
+                if i == 0 {
+                    got = Some(owned);
+                }
+            }
+        }
+    }
+    Ok((msg.bytes, got))
+}
+
 /// Receives one message carrying an fd; returns the fd and the payload bytes.
 pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<(OwnedFd, Vec<u8>)> {
     let mut buf = vec![0u8; 4096];

@@ -2,7 +2,7 @@
 //! init into its namespaces, drive it to `Ready`, write state.json and the pid file. On any
 //! failure nothing is left behind (state dir, cgroup, process): see [`Cleanup`].
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -241,6 +241,27 @@ pub fn create_from(
         ),
         None => None,
     };
+    if let (Some(program), Some(cfg)) = (&seccomp, linux.seccomp()) {
+        if program.uses_notify() {
+            if cfg.listener_path().is_none() {
+                return Err(Error::ConfigInvalid(
+                    "linux.seccomp uses SCMP_ACT_NOTIFY but has no listenerPath".into(),
+                ));
+            }
+            let nnp = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.no_new_privileges())
+                .unwrap_or(false);
+            if nnp {
+                // With no_new_privs the filter is loaded at `start`, when no runtime process is
+                // left to pass the notify fd on.
+                return Err(Error::ConfigInvalid(
+                    "SCMP_ACT_NOTIFY with process.noNewPrivileges is not supported".into(),
+                ));
+            }
+        }
+    }
     let (parent_chan, child_chan) = Channel::pair()?;
     let parent_ns = ParentNs::enter(&plan, &spec)?;
     // The caller steps into the container's v1 cgroups and the child is cloned straight into
@@ -302,14 +323,37 @@ pub fn create_from(
     st.pid_start_time = state::pid_start_time(pid.as_raw()).unwrap_or(0);
     parent_chan.send(&Message::Go { pid: pid.as_raw() })?;
     loop {
-        match parent_chan.recv() {
-            Ok(Message::Ready) => break,
-            Ok(Message::RunRuntimeHooks) => {
+        match parent_chan.recv_with_fd() {
+            Ok((Message::Ready { warnings }, _)) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                break;
+            }
+            Ok((Message::SeccompNotify, Some(fd))) => {
+                let seccomp = linux
+                    .seccomp()
+                    .as_ref()
+                    .expect("notify fd only with linux.seccomp");
+                let listener = seccomp
+                    .listener_path()
+                    .as_deref()
+                    .expect("checked before clone");
+                crate::seccomp::send_notify_fd(
+                    listener,
+                    fd.as_fd(),
+                    pid.as_raw(),
+                    &st.to_hook_state(Status::Creating),
+                    seccomp.listener_metadata().as_deref(),
+                )
+                .map_err(|e| Error::Init(format!("seccomp notify: {}", error_chain(&e))))?;
+            }
+            Ok((Message::RunRuntimeHooks, _)) => {
                 run_runtime_hooks(&spec, &st)?;
                 parent_chan.send(&Message::HooksDone)?;
             }
-            Ok(Message::Error(msg)) => return Err(Error::Init(msg)),
-            Ok(other) => return Err(Error::Init(format!("unexpected message {other:?}"))),
+            Ok((Message::Error(msg), _)) => return Err(Error::Init(msg)),
+            Ok((other, _)) => return Err(Error::Init(format!("unexpected message {other:?}"))),
             Err(ChannelError::Closed) => {
                 let why = match waitpid(pid, None) {
                     Ok(ws) => format!("init exited before it was ready: {ws:?}"),

@@ -184,10 +184,16 @@ fn init(a: &mut InitArgs<'_>) -> Result<Infallible, InitError> {
     enter_cwd(process.cwd())?;
     let env = crate::process::exec_env(process, Path::new("/"))?;
     let args = process.args().clone().unwrap_or_default();
-    let prepared =
+    let mut prepared =
         crate::process::apply_process(process, a.spec.linux().as_ref(), a.seccomp.take())?;
+    if let Some(fd) = prepared.notify_fd.take() {
+        a.chan
+            .send_with_fd(&Message::SeccompNotify, std::os::fd::AsFd::as_fd(&fd))?;
+    }
     let cmd = Command::resolve(&args, &env)?;
-    a.chan.send(&Message::Ready)?;
+    a.chan.send(&Message::Ready {
+        warnings: std::mem::take(&mut prepared.warnings),
+    })?;
 
     // Blocks until `start` opens the fifo for reading.
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
