@@ -446,13 +446,15 @@ async fn pull_inner(
             state: LayerState::Waiting,
         });
     }
-    let sizes: Vec<(usize, u64)> = stream::iter(jobs.iter())
-        .map(|job| {
+    // indices, not references, into the stream: keeps the future Send (higher-ranked closure
+    // lifetimes otherwise defeat the auto trait)
+    let sizes: Vec<(usize, u64)> = stream::iter(0..jobs.len())
+        .map(|i| {
             pull_layer(
                 &client,
                 repo,
                 &rs,
-                job,
+                &jobs[i],
                 opts,
                 store,
                 snapshotter,
@@ -894,6 +896,24 @@ async fn pull_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn pull_and_push_futures_are_send() {
+        // the engine spawns pulls and pushes on its runtime
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ContentStore::open(dir.path().join("c")).expect("store");
+        let images = ImageStore::open(dir.path().join("i")).expect("images");
+        let snaps = Snapshotter::open(dir.path().join("s")).expect("snapshots");
+        let r = Reference::parse_with_default("busybox", "127.0.0.1:9").expect("reference");
+        let opts = PullOptions::default();
+        let fut = pull(&r, &opts, &store, &images, &snaps, &crate::progress::ignore);
+        assert_send(&fut);
+        let popts = crate::push::PushOptions::default();
+        let fut = crate::push::push(&r, &popts, &store, &images, &crate::progress::ignore);
+        assert_send(&fut);
+    }
 
     #[test]
     fn platforms() {

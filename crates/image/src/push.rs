@@ -195,8 +195,10 @@ pub async fn push(
         blobs.push((d, l.size(), true));
     }
     blobs.push((record.id.clone(), manifest.config().size(), false));
-    let outcomes: Vec<(String, BlobPushOutcome)> = stream::iter(blobs.iter())
-        .map(|(digest, size, is_layer)| {
+    let outcomes: Vec<(String, BlobPushOutcome)> = stream::iter(0..blobs.len())
+        .map(|i| {
+            // an index, not a reference, keeps the future Send
+            let (digest, size, is_layer) = &blobs[i];
             let from = mount_sources
                 .iter()
                 .find(|(_, r)| r.layers.contains(digest) || r.id == *digest)
