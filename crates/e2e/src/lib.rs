@@ -10,3 +10,7 @@
 //! into the target dir and profile the test binary itself was built in (derived from
 //! `std::env::current_exe()`), so `cargo test -p berth-e2e` alone never runs a stale runtime.
 //! `BERTH_RUNTIME=/path/to/berth-runtime` skips the build and tests that binary instead.
+//!
+//! The suite is itself checked against the reference: `BERTH_RUNTIME=/usr/sbin/runc cargo test -p
+//! berth-e2e` passes every step, so a step that fails for berth-runtime names a difference from
+//! runc, not a quirk of the engines or of this machine.

@@ -131,6 +131,51 @@ fn dockerd_drives_berth_runtime() {
         assert!(logs.is_some(), "docker logs never showed started/bye");
         run(&mut d.cmd(&["rm", "svc"])).ok();
     });
+    st.step(
+        "user, read-only, tmpfs, caps, bind, env, rlimit, sysctl, shm, oom, nnp, --init",
+        || {
+            let flags = common::probe_flags(&s.path().join("vol"));
+            let mut args: Vec<&str> = vec!["--rm"];
+            args.extend(flags.iter().map(String::as_str));
+            args.extend([IMAGE, "sh", "-c", common::PROBE]);
+            let o = run(&mut d.run_cmd(&args)).ok();
+            assert_eq!(o.stdout, common::probe_expected("/sbin/docker-init"), "{o}");
+        },
+    );
+    st.step(
+        "update (runc update --resources -), pause/unpause, top (runc ps), kill",
+        || {
+            let o = run(&mut d.run_cmd(&["-d", "--memory", "64m", IMAGE, "sleep", "60"])).ok();
+            let id = o.out().to_string();
+            let cg = |ctrl: &str, file: &str| read_trim(&s.cgroup_dir(ctrl, &id).join(file));
+            run(&mut d.cmd(&[
+                "update",
+                "--memory",
+                "96m",
+                "--memory-swap",
+                "128m",
+                "--cpus",
+                "0.25",
+                "--pids-limit",
+                "30",
+                &id,
+            ]))
+            .ok();
+            assert_eq!(cg("memory", "memory.limit_in_bytes"), "100663296");
+            assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "25000");
+            assert_eq!(cg("pids", "pids.max"), "30");
+            run(&mut d.cmd(&["pause", &id])).ok();
+            assert_eq!(cg("freezer", "freezer.state"), "FROZEN");
+            run(&mut d.cmd(&["unpause", &id])).ok();
+            assert_eq!(cg("freezer", "freezer.state"), "THAWED");
+            let o = run(&mut d.cmd(&["top", &id])).ok();
+            assert!(o.stdout.contains("sleep 60"), "{o}");
+            run(&mut d.cmd(&["kill", &id])).ok();
+            let o = run(&mut d.cmd(&["wait", &id])).ok();
+            assert_eq!(o.out(), "137", "{o}");
+            run(&mut d.cmd(&["rm", &id])).ok();
+        },
+    );
     st.step("-t gets a terminal", || {
         let cmd = d.run_cmd(&["--rm", "-t", IMAGE, "sh", "-c", "tty; [ -t 0 ] && exit 6"]);
         let o = run(&mut in_pty(&cmd)).code(6);

@@ -161,6 +161,18 @@ fn podman_drives_berth_runtime() {
         assert_eq!(o.stdout, "started\nbye\n", "{o}");
         run(&mut p.cmd(&["rm", "svc"])).ok();
     });
+    st.step(
+        "user, read-only, tmpfs, caps, bind, env, rlimit, sysctl, shm, oom, nnp, --init",
+        || {
+            let flags = common::probe_flags(&s.path().join("vol"));
+            // An explicit --ulimit replaces containers.conf's default_ulimits: keep NPROC settable.
+            let mut args: Vec<&str> = vec!["--rm", "--ulimit", "nproc=4096:4096"];
+            args.extend(flags.iter().map(String::as_str));
+            args.extend([IMAGE, "sh", "-c", common::PROBE]);
+            let o = run(&mut p.run_cmd(&args)).ok();
+            assert_eq!(o.stdout, common::probe_expected("/run/podman-init"), "{o}");
+        },
+    );
     st.step("-t gets a terminal through --console-socket", || {
         let cmd = p.run_cmd(&["--rm", "-t", IMAGE, "sh", "-c", "tty; [ -t 0 ] && exit 6"]);
         let o = run(&mut in_pty(&cmd)).code(6);

@@ -585,3 +585,62 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
     );
     sock
 }
+
+/// Flags (podman and docker spell them alike) that exercise much of the OCI config an engine
+/// generates: user, read-only rootfs + tmpfs, capabilities, a read-only bind mount of
+/// `<vol>` (holding `f` = "data"), cwd, env, hostname, rlimits, sysctl, /dev/shm size,
+/// oom_score_adj, no_new_privs and an init process. Pair with [`PROBE`] and [`probe_expected`].
+pub fn probe_flags(vol: &Path) -> Vec<String> {
+    std::fs::create_dir_all(vol).expect("mkdir vol");
+    std::fs::write(vol.join("f"), "data\n").expect("write vol/f");
+    let v = format!("{}:/vol:ro", vol.display());
+    [
+        "--user",
+        "65534:65534",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_RAW",
+        "-v",
+        &v,
+        "-w",
+        "/tmp",
+        "-e",
+        "FOO=bar",
+        "--hostname",
+        "hh",
+        "--ulimit",
+        "nofile=100:200",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--shm-size",
+        "8m",
+        "--oom-score-adj",
+        "500",
+        "--security-opt",
+        "no-new-privileges",
+        "--init",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The shell script run with [`probe_flags`]: one line per property.
+pub const PROBE: &str = "id -u; pwd; echo $FOO; hostname; cat /vol/f; \
+    touch /vol/g 2>/dev/null || echo vol-ro; touch /x 2>/dev/null || echo root-ro; \
+    touch /scratch/y && echo tmpfs-rw; grep CapBnd /proc/self/status; ulimit -n; ulimit -Hn; \
+    cat /proc/sys/net/ipv4/ip_forward; df -k /dev/shm | awk 'NR==2{print $2}'; \
+    cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status; \
+    tr '\\0' ' ' < /proc/1/cmdline | cut -d' ' -f1";
+
+/// What [`PROBE`] prints when every flag took effect; `init` is the engine's init binary.
+pub fn probe_expected(init: &str) -> String {
+    format!(
+        "65534\n/tmp\nbar\nhh\ndata\nvol-ro\nroot-ro\ntmpfs-rw\nCapBnd:\t0000000000002000\n\
+         100\n200\n1\n8192\n500\nNoNewPrivs:\t1\n{init}\n"
+    )
+}
