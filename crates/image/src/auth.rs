@@ -55,6 +55,64 @@ impl Credentials {
     }
 }
 
+/// docker's `AuthConfig`, as the engine API receives it base64url-encoded in `X-Registry-Auth`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct AuthConfig {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    auth: String,
+    #[serde(default, rename = "identitytoken")]
+    identity_token: String,
+    #[serde(default, rename = "registrytoken")]
+    registry_token: String,
+}
+
+impl Credentials {
+    /// Decodes an `X-Registry-Auth` header value (base64url JSON `AuthConfig`, padded or not).
+    /// `Ok(None)` for an empty config (anonymous), an error naming the header otherwise.
+    pub fn from_x_registry_auth(header: &str) -> Result<Option<Credentials>, AuthError> {
+        let bad = |reason: String| AuthError::XRegistryAuth { reason };
+        let header = header.trim();
+        if header.is_empty() {
+            return Ok(None);
+        }
+        let trimmed = header.trim_end_matches('=');
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(trimmed)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
+            .map_err(|e| bad(format!("not base64: {e}")))?;
+        let cfg: AuthConfig =
+            serde_json::from_slice(&raw).map_err(|e| bad(format!("not an auth config: {e}")))?;
+        let (mut username, mut password) = (cfg.username, cfg.password);
+        if username.is_empty() && !cfg.auth.is_empty() {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(cfg.auth.trim())
+                .map_err(|e| bad(format!("auth field is not base64: {e}")))?;
+            let text =
+                String::from_utf8(decoded).map_err(|_| bad("auth field is not utf-8".into()))?;
+            let (u, p) = text
+                .split_once(':')
+                .ok_or_else(|| bad("auth field is not user:password".into()))?;
+            username = u.to_string();
+            password = p.to_string();
+        }
+        let identity_token = [cfg.identity_token, cfg.registry_token]
+            .into_iter()
+            .find(|t| !t.is_empty());
+        if username.is_empty() && password.is_empty() && identity_token.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Credentials {
+            username,
+            password,
+            identity_token,
+        }))
+    }
+}
+
 /// Errors reading, verifying or writing credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -85,6 +143,12 @@ pub enum AuthError {
         path: PathBuf,
         /// The entry's key.
         registry: String,
+    },
+    /// An `X-Registry-Auth` header could not be decoded.
+    #[error("invalid X-Registry-Auth header: {reason}")]
+    XRegistryAuth {
+        /// Why.
+        reason: String,
     },
     /// The registry refused the credentials (or could not be reached) at login.
     #[error("login to {registry} failed")]
@@ -352,6 +416,32 @@ mod tests {
         assert!(!store.logout("127.0.0.1:5000").expect("logout"));
         assert_eq!(store.credentials_for("127.0.0.1:5000").expect("read"), None);
         assert!(store.credentials_for("docker.io").expect("read").is_some());
+    }
+
+    #[test]
+    fn decodes_x_registry_auth() {
+        let enc = |v: &str| base64::engine::general_purpose::URL_SAFE.encode(v);
+        let c = Credentials::from_x_registry_auth(&enc(
+            r#"{"username":"alice","password":"p?w>","serveraddress":"127.0.0.1:5000"}"#,
+        ))
+        .expect("decode")
+        .expect("credentials");
+        assert_eq!(c, Credentials::basic("alice", "p?w>"));
+        let c = Credentials::from_x_registry_auth(&enc(r#"{"auth":"dTpw"}"#))
+            .expect("decode")
+            .expect("credentials");
+        assert_eq!(c, Credentials::basic("u", "p"));
+        let c = Credentials::from_x_registry_auth(&enc(r#"{"identitytoken":"rt"}"#))
+            .expect("decode")
+            .expect("credentials");
+        assert_eq!(c.identity_token.as_deref(), Some("rt"));
+        assert_eq!(
+            Credentials::from_x_registry_auth(&enc("{}")).expect("decode"),
+            None
+        );
+        assert_eq!(Credentials::from_x_registry_auth("").expect("decode"), None);
+        let e = Credentials::from_x_registry_auth("%%%").unwrap_err();
+        assert!(e.to_string().contains("X-Registry-Auth"), "{e}");
     }
 
     #[test]

@@ -262,14 +262,19 @@ impl Renderer {
     /// Bars when stderr is a terminal, plain lines on stderr otherwise.
     pub fn stderr() -> Self {
         if std::io::stderr().is_terminal() {
-            Renderer {
-                mode: Mode::Bars {
-                    multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-                    bars: Mutex::new(HashMap::new()),
-                },
-            }
+            Self::bars(ProgressDrawTarget::stderr())
         } else {
             Self::lines(Box::new(std::io::stderr()))
+        }
+    }
+
+    /// Bars drawn to `target` (the CLI passes stderr; tests a hidden target).
+    pub fn bars(target: ProgressDrawTarget) -> Self {
+        Renderer {
+            mode: Mode::Bars {
+                multi: MultiProgress::with_draw_target(target),
+                bars: Mutex::new(HashMap::new()),
+            },
         }
     }
 
@@ -423,6 +428,37 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn bars_follow_layers() {
+        let r = Renderer::bars(ProgressDrawTarget::hidden());
+        let layer = |state| ProgressEvent::Layer {
+            id: "abc".into(),
+            state,
+        };
+        r.handle(&ProgressEvent::Resolving {
+            repository: "library/busybox".into(),
+            reference: "latest".into(),
+        });
+        r.handle(&layer(LayerState::Downloading {
+            current: 10,
+            total: Some(100),
+        }));
+        let Mode::Bars { bars, .. } = &r.mode else {
+            panic!("bars mode expected");
+        };
+        {
+            let bars = bars.lock().expect("lock");
+            let bar = bars.get("abc").expect("a bar per layer");
+            assert_eq!((bar.position(), bar.length()), (10, Some(100)));
+            assert_eq!(bar.message(), "Downloading");
+        }
+        r.handle(&layer(LayerState::Complete));
+        let bars = bars.lock().expect("lock");
+        let bar = bars.get("abc").expect("bar");
+        assert!(bar.is_finished());
+        assert_eq!(bar.message(), "Pull complete");
     }
 
     #[test]
