@@ -274,3 +274,24 @@ fn a_slow_reader_is_fine() {
     sink.write_all(b"").expect("noop");
     assert!(dir.path().join("bin/tool").is_file());
 }
+
+#[test]
+fn setgid_parents_do_not_leak_their_group_or_bit() {
+    if !common::is_root() {
+        println!("SKIP: chown to other groups needs root");
+        return;
+    }
+    let tar = TarMaker::new()
+        .raw(b"g", common::kind::DIR, b"", 0o2775, 0, 50, b"", (0, 0))
+        .file_owned("g/f", b"x", 0o644, 0, 0)
+        .raw(b"g/d", common::kind::DIR, b"", 0o755, 0, 0, b"", (0, 0))
+        .symlink("g/l", "f")
+        .finish();
+    let dir = tempfile::tempdir().expect("tmp");
+    unpack(&tar[..], Compression::None, dir.path(), &UnpackOptions::default()).expect("unpack");
+    let m = |p: &str| fs::symlink_metadata(dir.path().join(p)).expect(p);
+    assert_eq!((m("g").mode() & 0o7777, m("g").gid()), (0o2775, 50));
+    assert_eq!((m("g/f").mode() & 0o7777, m("g/f").gid()), (0o644, 0));
+    assert_eq!((m("g/d").mode() & 0o7777, m("g/d").gid()), (0o755, 0));
+    assert_eq!(m("g/l").gid(), 0);
+}

@@ -101,6 +101,26 @@ pub(crate) struct Applier<'o> {
     /// Paths written by this layer (delete mode: opaque dirs keep them).
     written: HashSet<Vec<u8>>,
     pub(crate) counts: ApplyCounts,
+    /// The process umask, euid and egid: a fresh object already has the right mode and owner
+    /// when they match, which saves a chmod and a chown (and their journal updates) per file.
+    umask: u32,
+    euid: u32,
+    egid: u32,
+    /// Whether the directory with this key is setgid (new children then take its group).
+    sgid_cache: Option<(Vec<u8>, bool)>,
+}
+
+/// The process umask from /proc (reading it with umask(2) would change it for every thread).
+fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        // Unknown: assume the strictest, so modes are always set explicitly.
+        .unwrap_or(0o777)
 }
 
 impl<'o> Applier<'o> {
@@ -119,7 +139,41 @@ impl<'o> Applier<'o> {
             dir_times: Vec::new(),
             written: HashSet::new(),
             counts: ApplyCounts::default(),
+            umask: current_umask(),
+            euid: nix::unistd::geteuid().as_raw(),
+            egid: nix::unistd::getegid().as_raw(),
+            sgid_cache: None,
         })
+    }
+
+    fn parent_is_setgid(&mut self, key: &[u8], pfd: BorrowedFd<'_>) -> bool {
+        if let Some((k, v)) = &self.sgid_cache {
+            if k == key {
+                return *v;
+            }
+        }
+        // Unknown counts as setgid: everything is then set explicitly.
+        let v = nix::sys::stat::fstat(pfd).map_or(true, |st| st.st_mode & libc::S_ISGID != 0);
+        self.sgid_cache = Some((key.to_vec(), v));
+        v
+    }
+
+    /// For an object just created in `pfd` with permission bits `created`: whether chown and
+    /// chmod are still needed to reach `owner` and `mode`.
+    fn fixups(
+        &mut self,
+        key: &[u8],
+        pfd: BorrowedFd<'_>,
+        owner: Option<(Uid, Gid)>,
+        mode: Mode,
+        created: u32,
+    ) -> (bool, bool) {
+        if self.parent_is_setgid(key, pfd) {
+            return (owner.is_some(), true);
+        }
+        let chown = owner.is_some_and(|(u, g)| u.as_raw() != self.euid || g.as_raw() != self.egid);
+        let chmod = u32::from(mode.bits()) != created & !self.umask;
+        (chown, chmod)
     }
 
     fn err(&self, op: &'static str, rel: &[u8], e: Errno) -> LayerError {
@@ -315,31 +369,39 @@ impl<'o> Applier<'o> {
                     | OFlag::O_WRONLY
                     | OFlag::O_NOFOLLOW
                     | OFlag::O_CLOEXEC;
-                let fd = match openat(pfd, name, flags, Mode::from_bits_truncate(0o600)) {
+                let created = u32::from(mode.bits()) & 0o777;
+                let cmode = Mode::from_bits_truncate(created as libc::mode_t);
+                let fd = match openat(pfd, name, flags, cmode) {
                     Ok(fd) => fd,
                     Err(Errno::EEXIST) => {
                         Self::remove_all(pfd, name)
                             .map_err(|err| self.err("replace", &rel, err))?;
                         replaced = true;
-                        openat(pfd, name, flags, Mode::from_bits_truncate(0o600))
+                        openat(pfd, name, flags, cmode)
                             .map_err(|err| self.err("create file", &rel, err))?
                     }
                     Err(err) => return Err(self.err("create file", &rel, err)),
                 };
                 let mut f = File::from(fd);
                 body(&mut f)?;
-                if let Some((u, g)) = owner {
+                let (chown, chmod) = self.fixups(&pkey, pfd, owner, mode, created);
+                if let (true, Some((u, g))) = (chown, owner) {
                     fchown(f.as_fd(), Some(u), Some(g))
                         .map_err(|err| self.err("chown", &rel, err))?;
                 }
                 // After chown, which clears setuid/setgid.
-                fchmod(f.as_fd(), mode).map_err(|err| self.err("chmod", &rel, err))?;
+                if chmod || chown {
+                    fchmod(f.as_fd(), mode).map_err(|err| self.err("chmod", &rel, err))?;
+                }
                 self.set_xattrs(&f, e, &rel)?;
                 let t = Self::times(e);
                 futimens(f.as_fd(), &t, &t).map_err(|err| self.err("set times", &rel, err))?;
             }
             Kind::Dir => {
-                match mkdirat(pfd, name, Mode::from_bits_truncate(0o700)) {
+                let created = u32::from(mode.bits()) & 0o777;
+                let cmode = Mode::from_bits_truncate(created as libc::mode_t);
+                let mut fresh = true;
+                match mkdirat(pfd, name, cmode) {
                     Ok(()) => {}
                     Err(Errno::EEXIST) => {
                         let st = fstatat(pfd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
@@ -348,25 +410,36 @@ impl<'o> Applier<'o> {
                             Self::remove_all(pfd, name)
                                 .map_err(|err| self.err("replace", &rel, err))?;
                             replaced = true;
-                            mkdirat(pfd, name, Mode::from_bits_truncate(0o700))
+                            mkdirat(pfd, name, cmode)
                                 .map_err(|err| self.err("create directory", &rel, err))?;
+                        } else {
+                            fresh = false;
                         }
                     }
                     Err(err) => return Err(self.err("create directory", &rel, err)),
                 }
-                let fd = openat(
-                    pfd,
-                    name,
-                    OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|err| self.err("open directory", &rel, err))?;
-                if let Some((u, g)) = owner {
-                    fchown(fd.as_fd(), Some(u), Some(g))
-                        .map_err(|err| self.err("chown", &rel, err))?;
+                let (chown, chmod) = if fresh {
+                    self.fixups(&pkey, pfd, owner, mode, created)
+                } else {
+                    (owner.is_some(), true)
+                };
+                if chown || chmod || !e.xattrs.is_empty() {
+                    let fd = openat(
+                        pfd,
+                        name,
+                        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|err| self.err("open directory", &rel, err))?;
+                    if let (true, Some((u, g))) = (chown, owner) {
+                        fchown(fd.as_fd(), Some(u), Some(g))
+                            .map_err(|err| self.err("chown", &rel, err))?;
+                    }
+                    if chmod || chown {
+                        fchmod(fd.as_fd(), mode).map_err(|err| self.err("chmod", &rel, err))?;
+                    }
+                    self.set_xattrs(&File::from(fd), e, &rel)?;
                 }
-                fchmod(fd.as_fd(), mode).map_err(|err| self.err("chmod", &rel, err))?;
-                self.set_xattrs(&File::from(fd), e, &rel)?;
                 self.dir_times.push((rel.clone(), e.mtime, e.mtime_nsec));
             }
             Kind::Symlink => {
@@ -387,7 +460,8 @@ impl<'o> Applier<'o> {
                     }
                     Err(err) => return Err(self.err("create symlink", &rel, err)),
                 }
-                if let Some((u, g)) = owner {
+                let (chown, _) = self.fixups(&pkey, pfd, owner, mode, u32::from(mode.bits()));
+                if let (true, Some((u, g))) = (chown, owner) {
                     fchownat(pfd, name, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW)
                         .map_err(|err| self.err("chown", &rel, err))?;
                 }
