@@ -163,7 +163,7 @@ impl RegistryError {
         match self {
             RegistryError::Http { source, .. } => is_transient_reqwest(source),
             RegistryError::Api { status, .. } => *status >= 500 || *status == 429,
-            RegistryError::RetriesExhausted { .. } => false,
+            // retries already spent, or errors a retry cannot fix
             _ => false,
         }
     }

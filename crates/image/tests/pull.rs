@@ -310,6 +310,49 @@ fn pull_index_picks_platform_and_zstd_layers() {
 }
 
 #[test]
+fn pull_docker_schema2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let oci = busybox_oci(tmp.path());
+    let reg = Registry::start();
+    registry_support::seed_format(
+        &oci,
+        &format!("{}/docker/busybox:v2s2", reg.host()),
+        false,
+        None,
+        Some("v2s2"),
+    );
+    let raw = reg.skopeo_raw("docker/busybox:v2s2");
+    assert_eq!(raw["mediaType"], berth_image::registry::DOCKER_MANIFEST);
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    let l = local();
+    block_on(async {
+        let r = reference(&format!("{}/docker/busybox:v2s2", reg.host()));
+        let rec = pull(
+            &r,
+            &opts(),
+            &l.store,
+            &l.images,
+            &l.snaps,
+            &berth_image::progress::ignore,
+        )
+        .await
+        .expect("pull v2s2");
+        assert_eq!(
+            rec.manifest_media_type,
+            berth_image::registry::DOCKER_MANIFEST
+        );
+        assert!(l
+            .snaps
+            .fs_path(&rec.chain_ids()[0])
+            .join("bin/busybox")
+            .is_file());
+    });
+}
+
+#[test]
 fn corrupted_blob_fails_cleanly() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let oci = busybox_oci(tmp.path());

@@ -134,8 +134,16 @@ impl Registry {
 }
 
 pub fn seed_with(src: &Path, dest: &str, zstd: bool, creds: Option<&str>) {
+    seed_format(src, dest, zstd, creds, None)
+}
+
+/// Like [`seed_with`], converting the manifest (`v2s2` for docker schema 2).
+pub fn seed_format(src: &Path, dest: &str, zstd: bool, creds: Option<&str>, format: Option<&str>) {
     let mut cmd = Command::new("skopeo");
     cmd.args(["copy", "-q", "--dest-tls-verify=false"]);
+    if let Some(f) = format {
+        cmd.args(["--format", f]);
+    }
     if zstd {
         cmd.args(["--dest-compress-format", "zstd", "--dest-compress"]);
     }
