@@ -117,19 +117,10 @@ pub struct DockerArchiveEntry {
 
 /// Normalise a name to `host/repo:tag` (docker's `busybox` → `docker.io/library/busybox:latest`).
 pub fn normalize_name(name: &str) -> Result<String, ArchiveError> {
-    let r = Reference::parse(name).map_err(|e| ArchiveError::BadName {
+    crate::images::normalize_name(name).ok_or_else(|| ArchiveError::BadName {
         name: name.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let r = if r.tag().is_none() && r.digest().is_none() {
-        r.with_tag("latest").map_err(|e| ArchiveError::BadName {
-            name: name.to_owned(),
-            reason: e.to_string(),
-        })?
-    } else {
-        r
-    };
-    Ok(r.to_string())
+        reason: "not a valid image reference".into(),
+    })
 }
 
 fn familiar(name: &str) -> String {

@@ -352,7 +352,23 @@ fn find<'a>(db: &'a Db, key: &str) -> Result<&'a ImageRecord, ImageError> {
             return Ok(r);
         }
     }
+    // A short name: `busybox` is `docker.io/library/busybox:latest`.
+    if let Some(full) = normalize_name(key).filter(|f| f != key) {
+        if let Some(r) = db.images.iter().find(|i| matches_name(i, &full)) {
+            return Ok(r);
+        }
+    }
     Err(ImageError::NotFound(key.to_owned()))
+}
+
+/// A reference in full form, `host/repo:tag` (or `host/repo@digest`), `:latest` when no tag is
+/// given; `None` when `name` is not a valid reference.
+pub fn normalize_name(name: &str) -> Option<String> {
+    let r = crate::reference::Reference::parse(name).ok()?;
+    if r.tag().is_none() && r.digest().is_none() {
+        return r.with_tag("latest").ok().map(|r| r.to_string());
+    }
+    Some(r.to_string())
 }
 
 fn validate_name(name: &str) -> Result<(), ImageError> {
@@ -440,6 +456,11 @@ mod tests {
         assert_eq!(s.get(&a.id.hex()[..6]).expect("by prefix").id, a.id);
         assert!(s.get(&a.id.hex()[..3]).is_none(), "prefix under 4 chars");
         assert!(s.get("nope:latest").is_none());
+        assert_eq!(s.get("busybox").expect("short name").id, a.id);
+        assert_eq!(
+            s.get("busybox:latest").expect("short name with tag").id,
+            a.id
+        );
         // survives reopen
         let s2 = ImageStore::open(dir.path()).expect("reopen");
         assert_eq!(s2.list().expect("list").len(), 1);

@@ -288,7 +288,13 @@ fn setgid_parents_do_not_leak_their_group_or_bit() {
         .symlink("g/l", "f")
         .finish();
     let dir = tempfile::tempdir().expect("tmp");
-    unpack(&tar[..], Compression::None, dir.path(), &UnpackOptions::default()).expect("unpack");
+    unpack(
+        &tar[..],
+        Compression::None,
+        dir.path(),
+        &UnpackOptions::default(),
+    )
+    .expect("unpack");
     let m = |p: &str| fs::symlink_metadata(dir.path().join(p)).expect(p);
     assert_eq!((m("g").mode() & 0o7777, m("g").gid()), (0o2775, 50));
     assert_eq!((m("g/f").mode() & 0o7777, m("g/f").gid()), (0o644, 0));
