@@ -253,7 +253,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     match cli.cmd {
         Cmd::Create(a) => {
-            container::create::create(root, &a.options(cli.systemd_cgroup))?;
+            let created = container::create::create(root, &a.options(cli.systemd_cgroup))?;
+            if cli.debug {
+                for w in created.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
         }
         Cmd::Start { id } => container::start::start(root, &id)?,
         Cmd::State { id } => {

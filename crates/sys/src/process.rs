@@ -242,6 +242,16 @@ pub fn window_size<F: AsFd>(fd: F) -> nix::Result<(u16, u16)> {
     Errno::result(ret).map(|_| (ws.ws_row, ws.ws_col))
 }
 
+/// Joins a new session keyring named `name` (`keyctl(KEYCTL_JOIN_SESSION_KEYRING)`), so the
+/// container doesn't share the caller's session keyring. Returns the keyring's serial.
+pub fn join_session_keyring(name: &CStr) -> nix::Result<i64> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    // SAFETY: keyctl JOIN_SESSION_KEYRING takes a NUL-terminated name valid for the call.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    Errno::result(ret)
+}
+
 /// Asks the kernel to send `sig` to the caller when its parent dies (PR_SET_PDEATHSIG).
 pub fn set_parent_death_signal(sig: i32) -> nix::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.

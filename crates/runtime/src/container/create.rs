@@ -34,7 +34,7 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     /// `--no-pivot`
     pub no_pivot: bool,
-    /// `--no-new-keyring` (accepted; berth never creates a session keyring)
+    /// `--no-new-keyring`: don't give the container its own session keyring
     pub no_new_keyring: bool,
     /// `--preserve-fds`
     pub preserve_fds: u32,
@@ -51,6 +51,8 @@ pub struct Created {
     pub state: State,
     /// the parsed config.json
     pub spec: Spec,
+    /// non-fatal problems the init met (shown with `--debug`)
+    pub warnings: Vec<String>,
 }
 
 impl Created {
@@ -286,6 +288,8 @@ pub fn create_from(
                 chan: &child_chan,
                 console: console.as_ref(),
                 no_pivot: opts.no_pivot,
+                no_new_keyring: opts.no_new_keyring,
+                id: &opts.id,
                 preserve_fds: opts.preserve_fds,
                 hook_state: &st,
                 seccomp: seccomp.take(),
@@ -322,12 +326,11 @@ pub fn create_from(
     st.pid = pid.as_raw();
     st.pid_start_time = state::pid_start_time(pid.as_raw()).unwrap_or(0);
     parent_chan.send(&Message::Go { pid: pid.as_raw() })?;
+    let warnings;
     loop {
         match parent_chan.recv_with_fd() {
-            Ok((Message::Ready { warnings }, _)) => {
-                for w in warnings {
-                    eprintln!("warning: {w}");
-                }
+            Ok((Message::Ready { warnings: w }, _)) => {
+                warnings = w;
                 break;
             }
             Ok((Message::SeccompNotify, Some(fd))) => {
@@ -375,6 +378,7 @@ pub fn create_from(
         dir,
         state: st,
         spec,
+        warnings,
     })
 }
 

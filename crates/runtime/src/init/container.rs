@@ -44,6 +44,10 @@ pub struct InitArgs<'a> {
     pub console: Option<&'a OwnedFd>,
     /// `--no-pivot`
     pub no_pivot: bool,
+    /// `--no-new-keyring`: keep the runtime's session keyring
+    pub no_new_keyring: bool,
+    /// container id (names the session keyring)
+    pub id: &'a str,
     /// fds 3..3+n survive exec
     pub preserve_fds: u32,
     /// state template for createContainer/startContainer hooks
@@ -138,6 +142,20 @@ fn init(a: &mut InitArgs<'_>) -> Result<Infallible, InitError> {
     }
     namespaces::unshare_cgroup(a.plan)?;
     nix::unistd::setsid().map_err(sys("setsid"))?;
+    if !a.no_new_keyring {
+        // Like runc: a private session keyring per container; kernels without keyrings are fine.
+        let name = std::ffi::CString::new(format!("_ses.{}", a.id))
+            .map_err(|_| InitError::Protocol("id".into()))?;
+        match berth_sys::process::join_session_keyring(&name) {
+            Ok(_) | Err(nix::errno::Errno::ENOSYS) => {}
+            Err(source) => {
+                return Err(InitError::Sys {
+                    what: "join session keyring".into(),
+                    source,
+                })
+            }
+        }
+    }
     if a.plan.has_uts {
         if let Some(h) = a.spec.hostname() {
             nix::unistd::sethostname(h).map_err(sys(format!("sethostname {h:?}")))?;
