@@ -172,7 +172,7 @@ impl<'o> Applier<'o> {
             return (owner.is_some(), true);
         }
         let chown = owner.is_some_and(|(u, g)| u.as_raw() != self.euid || g.as_raw() != self.egid);
-        let chmod = u32::from(mode.bits()) != created & !self.umask;
+        let chmod = mode.bits() != created & !self.umask;
         (chown, chmod)
     }
 
@@ -369,7 +369,7 @@ impl<'o> Applier<'o> {
                     | OFlag::O_WRONLY
                     | OFlag::O_NOFOLLOW
                     | OFlag::O_CLOEXEC;
-                let created = u32::from(mode.bits()) & 0o777;
+                let created = mode.bits() & 0o777;
                 let cmode = Mode::from_bits_truncate(created as libc::mode_t);
                 let fd = match openat(pfd, name, flags, cmode) {
                     Ok(fd) => fd,
@@ -398,7 +398,7 @@ impl<'o> Applier<'o> {
                 futimens(f.as_fd(), &t, &t).map_err(|err| self.err("set times", &rel, err))?;
             }
             Kind::Dir => {
-                let created = u32::from(mode.bits()) & 0o777;
+                let created = mode.bits() & 0o777;
                 let cmode = Mode::from_bits_truncate(created as libc::mode_t);
                 let mut fresh = true;
                 match mkdirat(pfd, name, cmode) {
@@ -460,7 +460,7 @@ impl<'o> Applier<'o> {
                     }
                     Err(err) => return Err(self.err("create symlink", &rel, err)),
                 }
-                let (chown, _) = self.fixups(&pkey, pfd, owner, mode, u32::from(mode.bits()));
+                let (chown, _) = self.fixups(&pkey, pfd, owner, mode, mode.bits());
                 if let (true, Some((u, g))) = (chown, owner) {
                     fchownat(pfd, name, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW)
                         .map_err(|err| self.err("chown", &rel, err))?;
