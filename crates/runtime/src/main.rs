@@ -421,14 +421,19 @@ fn log_error(log: Option<&Path>, json: bool, msg: &str) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec { .. }) {
-        // CVE-2019-5736: run from a read-only clone of our binary (re-execs once).
+    // CVE-2019-5736: verbs that put processes into a container run from a read-only clone of
+    // our binary (re-exec once). Decided before clap parses, so the first image does no more
+    // than it must; a stray match (an id named "run") only costs the re-exec.
+    if std::env::args_os()
+        .skip(1)
+        .any(|a| a == "create" || a == "run" || a == "exec")
+    {
         if let Err(e) = berth_sys::exe::ensure_sealed("_BERTH_RUNTIME_SEALED") {
             eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     }
+    let cli = Cli::parse();
     let log = cli.log.clone();
     let json = cli.log_format == "json";
     match dispatch(cli) {
