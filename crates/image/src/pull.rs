@@ -698,6 +698,109 @@ impl Read for TeeReader {
     }
 }
 
+/// A layer whose blob is already in the content store (loaded, or pulled before and its snapshot
+/// pruned since) is unpacked from that blob: nothing is downloaded. The blob is checked again while
+/// unpacking (compressed digest and diff id).
+#[allow(clippy::too_many_arguments)]
+async fn unpack_local(
+    rs: &str,
+    job: &LayerJob,
+    compression: Compression,
+    opts: &PullOptions,
+    store: &ContentStore,
+    snapshotter: &Snapshotter,
+    progress: ProgressFn<'_>,
+    created: &Created,
+) -> Result<(usize, u64), PullError> {
+    let id = short_id(&job.digest);
+    let layer = job.digest.to_string();
+    let file = store
+        .open_blob(&job.digest)
+        .map_err(|source| PullError::Store {
+            reference: rs.to_string(),
+            source,
+        })?;
+    let prepared = snapshotter
+        .prepare(&job.chain_id, job.parent.as_ref())
+        .map_err(|source| PullError::Snapshot {
+            reference: rs.to_string(),
+            layer: layer.clone(),
+            source,
+        })?;
+    progress(ProgressEvent::Layer {
+        id: id.clone(),
+        state: LayerState::Extracting {
+            current: 0,
+            total: Some(job.size),
+        },
+    });
+    let dest = prepared.path().to_path_buf();
+    let unpack_opts = snapshotter.unpack_options(&opts.unpack);
+    let joined = tokio::task::spawn_blocking(move || {
+        layer::unpack(
+            std::io::BufReader::with_capacity(256 * 1024, file),
+            compression,
+            &dest,
+            &unpack_opts,
+        )
+    })
+    .await;
+    let fail = |e: PullError| {
+        if let Err(err) = prepared.abort() {
+            tracing::warn!(layer = %layer, error = %err, "removing partial snapshot");
+        }
+        e
+    };
+    let stats = match joined {
+        Err(e) => {
+            return Err(fail(PullError::Thread {
+                reference: rs.to_string(),
+                layer: layer.clone(),
+                reason: e.to_string(),
+            }))
+        }
+        Ok(Err(source)) => {
+            return Err(fail(PullError::Unpack {
+                reference: rs.to_string(),
+                layer: layer.clone(),
+                source,
+            }))
+        }
+        Ok(Ok(stats)) => stats,
+    };
+    for (what, expected, actual) in [
+        ("digest", &job.digest, &stats.compressed_digest),
+        ("diff id", &job.diff_id, &stats.diff_id),
+    ] {
+        if expected != actual {
+            return Err(fail(PullError::LayerMismatch {
+                reference: rs.to_string(),
+                layer: layer.clone(),
+                what,
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            }));
+        }
+    }
+    prepared
+        .commit(stats.uncompressed_size)
+        .map_err(|source| PullError::Snapshot {
+            reference: rs.to_string(),
+            layer: layer.clone(),
+            source,
+        })?;
+    created
+        .snapshots
+        .lock()
+        .expect("created list lock poisoned")
+        .push(job.chain_id.clone());
+    progress(ProgressEvent::Layer {
+        id,
+        state: LayerState::Complete,
+    });
+    Ok((job.index, stats.uncompressed_size))
+}
+
 /// Downloads one layer into the store and its snapshot; returns (index, uncompressed size).
 #[allow(clippy::too_many_arguments)]
 async fn pull_layer(
@@ -723,6 +826,19 @@ async fn pull_layer(
             layer: layer.clone(),
             source,
         })?;
+    if store.has(&job.digest) {
+        return unpack_local(
+            rs,
+            job,
+            compression,
+            opts,
+            store,
+            snapshotter,
+            progress,
+            created,
+        )
+        .await;
+    }
     let blob = store
         .writer(Some(&job.digest), Some(job.size))
         .map_err(|source| PullError::Store {

@@ -142,6 +142,31 @@ fn pull_by_tag_then_digest_skips_existing_layers() {
         );
         assert_eq!(l.images.list().expect("list").len(), 1);
 
+        // snapshots pruned, blobs kept: the layers are unpacked from the local blobs. The
+        // registry's copies are corrupted first, so a download would fail the pull.
+        for c in rec.chain_ids().iter().rev() {
+            l.snaps.remove(c).expect("remove snapshot");
+        }
+        for d in &rec.layers {
+            let p = reg.blob_data_path(&d.to_string());
+            let mut data = std::fs::read(&p).expect("read blob");
+            let last = data.len() - 1;
+            data[last] ^= 0xff;
+            std::fs::write(&p, data).expect("corrupt");
+        }
+        let ev = Events::new();
+        let rec2 = pull(&pinned, &opts(), &l.store, &l.images, &l.snaps, &ev.sink())
+            .await
+            .expect("re-pull with snapshots pruned");
+        assert_eq!(rec2.id, rec.id);
+        assert!(l.snaps.fs_path(&chains[0]).join("bin/busybox").is_file());
+        assert_eq!(
+            ev.layer_states(|s| matches!(s, LayerState::Downloading { .. })),
+            0,
+            "nothing downloaded"
+        );
+        assert_eq!(ev.layer_states(|s| *s == LayerState::Complete), 2);
+
         let err = pull(
             &reference(&format!("{}/library/busybox:nosuch", reg.host())),
             &opts(),
