@@ -419,6 +419,8 @@ struct Contents {
 }
 
 const SMALL_FILE: u64 = 8 << 20;
+/// Past this many bytes of metadata held in memory, further files go to the content store.
+const SMALL_TOTAL: u64 = 64 << 20;
 
 fn clean(path: &str) -> Option<String> {
     let mut out: Vec<&str> = Vec::new();
@@ -453,8 +455,16 @@ impl Contents {
         None
     }
 
-    fn small(&self, path: &str) -> Option<&[u8]> {
-        self.small.get(&self.resolve(path)?).map(Vec::as_slice)
+    /// A metadata file's bytes, from memory or (when memory was full) from the store.
+    fn small(&self, store: &ContentStore, path: &str) -> Option<Vec<u8>> {
+        let p = self.resolve(path)?;
+        if let Some(v) = self.small.get(&p) {
+            return Some(v.clone());
+        }
+        let d = self.blobs.get(&p)?;
+        (store.size(d).ok()? <= SMALL_FILE)
+            .then(|| store.read(d).ok())
+            .flatten()
     }
 
     /// The blob digest for `path`, storing small files on demand.
@@ -497,6 +507,7 @@ pub fn load<R: Read>(
     };
     let mut tar = layer::tar::TarReader::new(reader, 1 << 20);
     let mut c = Contents::default();
+    let mut small_total = 0u64;
     while let Some(e) = tar.next_entry()? {
         let Some(path) = clean(&String::from_utf8_lossy(&e.path)) else {
             continue;
@@ -517,7 +528,9 @@ pub fn load<R: Read>(
                     .and_then(|h| Digest::from_hex(h).ok());
                 let is_blobish =
                     expected.is_some() || path.ends_with(".tar") || e.size > SMALL_FILE;
-                if e.size <= SMALL_FILE && (!is_blobish || e.size <= 64 << 10) {
+                let fits = small_total + e.size <= SMALL_TOTAL;
+                if fits && e.size <= SMALL_FILE && (!is_blobish || e.size <= 64 << 10) {
+                    small_total += e.size;
                     let mut v = Vec::with_capacity(e.size as usize);
                     tar.read_body_into(&mut v)?;
                     if let Some(exp) = &expected {
@@ -617,9 +630,9 @@ fn load_contents(
     unpack: &UnpackOptions,
 ) -> Result<Vec<LoadedImage>, ArchiveError> {
     let mut candidates: Vec<Candidate> = Vec::new();
-    if let Some(bytes) = c.small("manifest.json") {
+    if let Some(bytes) = c.small(store, "manifest.json") {
         let entries: Vec<DockerArchiveEntry> =
-            serde_json::from_slice(bytes).map_err(|source| ArchiveError::Json {
+            serde_json::from_slice(&bytes).map_err(|source| ArchiveError::Json {
                 file: "manifest.json".into(),
                 source,
             })?;
@@ -643,7 +656,7 @@ fn load_contents(
                 tags,
             });
         }
-    } else if let Some(bytes) = c.small("index.json").map(<[u8]>::to_vec) {
+    } else if let Some(bytes) = c.small(store, "index.json") {
         let index: ImageIndex =
             serde_json::from_slice(&bytes).map_err(|source| ArchiveError::Json {
                 file: "index.json".into(),
