@@ -267,6 +267,35 @@ fn retries_dropped_connections_and_resumes_broken_downloads() {
         assert_eq!(sha256_digest(&bytes), big);
         assert!(resumes >= 1, "download should have resumed");
 
+        // 503 then 429 answers are retried too
+        let proxy = Proxy::start(port, |i| match i {
+            0 => Action::Status(503),
+            1 => Action::Status(429),
+            _ => Action::Pass,
+        })
+        .await;
+        let c = client(&proxy.host());
+        let via = c
+            .get_manifest("library/busybox", "latest")
+            .await
+            .expect("manifest after 503 and 429");
+        assert_eq!(via.digest, m.digest);
+        // ... but not forever: the last answer's status is reported
+        let proxy = Proxy::start(port, |_| Action::Status(503)).await;
+        let c = client(&proxy.host());
+        let err = c
+            .get_manifest("library/busybox", "latest")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::Api { status: 503, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            proxy.connections.load(std::sync::atomic::Ordering::SeqCst),
+            4
+        );
+
         // a registry that never answers: bounded retries, then a clear error
         let proxy = Proxy::start(port, |_| Action::Drop).await;
         let c = client(&proxy.host());

@@ -17,6 +17,8 @@ pub enum Action {
     Truncate(usize),
     /// Forward everything.
     Pass,
+    /// Answer with this HTTP status (empty body, `Retry-After: 0`) without asking the registry.
+    Status(u16),
 }
 
 pub struct Proxy {
@@ -65,6 +67,16 @@ async fn handle(mut client: TcpStream, upstream: u16, action: Action) {
     if let Action::Drop = action {
         let mut buf = [0u8; 1024];
         let _ = client.read(&mut buf).await;
+        return;
+    }
+    if let Action::Status(code) = action {
+        let mut buf = [0u8; 4096];
+        let _ = client.read(&mut buf).await;
+        let resp = format!(
+            "HTTP/1.1 {code} Busy\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let _ = client.write_all(resp.as_bytes()).await;
+        let _ = client.shutdown().await;
         return;
     }
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
