@@ -19,6 +19,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
@@ -564,12 +565,24 @@ impl Snapshotter {
                     .expect("overlay mode has upper and work");
                 let limit = 4095;
                 if data.len() > limit {
-                    return Err(SnapshotError::TooManyLayers {
-                        container: container_id.to_owned(),
-                        len: data.len(),
-                        limit,
-                        layers: chain.len(),
-                    });
+                    // mount(2) takes at most a page of options; the fs-context API takes one
+                    // `lowerdir+` per layer (Linux 6.8+), so any number of layers fits.
+                    return match mount_layer_by_layer(&m, &merged) {
+                        Ok(()) => Ok(m),
+                        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+                            Err(SnapshotError::TooManyLayers {
+                                container: container_id.to_owned(),
+                                len: data.len(),
+                                limit,
+                                layers: chain.len(),
+                            })
+                        }
+                        Err(source) => Err(SnapshotError::Mount {
+                            op: "mount overlay (one lowerdir+ per layer) on",
+                            path: merged.clone(),
+                            source,
+                        }),
+                    };
                 }
                 mount(
                     Some("overlay"),
@@ -598,7 +611,7 @@ impl Snapshotter {
         let cdir = self.container_dir(container_id)?;
         let merged = cdir.join("merged");
         match umount2(&merged, MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+            Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
             Err(source) => {
                 return Err(SnapshotError::Mount {
                     op: "unmount",
@@ -676,6 +689,28 @@ impl Snapshotter {
         }
         Ok(removed)
     }
+}
+
+/// Mount `m` at `target` through fsopen/fsconfig/fsmount with one `lowerdir+` option per layer.
+fn mount_layer_by_layer(m: &RootfsMount, target: &Path) -> Result<(), Errno> {
+    use std::os::fd::AsFd;
+    let mut opts: Vec<String> = m
+        .lowerdirs
+        .iter()
+        .map(|p| format!("lowerdir+={}", p.display()))
+        .collect();
+    if let (Some(up), Some(work)) = (&m.upperdir, &m.workdir) {
+        opts.push(format!("upperdir={}", up.display()));
+        opts.push(format!("workdir={}", work.display()));
+    }
+    let refs: Vec<&str> = opts.iter().map(String::as_str).collect();
+    let mnt = berth_sys::mount::new_fs_mount("overlay", &refs, 0).map_err(|(_, e)| e)?;
+    let dir = nix::fcntl::open(
+        target,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    berth_sys::mount::attach_mount(mnt.as_fd(), dir.as_fd())
 }
 
 fn disk_usage(p: &Path) -> Result<u64, SnapshotError> {

@@ -153,3 +153,37 @@ fn copy_mode_needs_the_parent_committed() {
     let err = s.prepare(&b, Some(&a)).expect_err("parent missing");
     assert!(err.to_string().contains("not committed"), "{err}");
 }
+
+#[test]
+fn overlay_with_more_layers_than_mount_options_fit() {
+    if !common::is_root() || Mode::detect() != Mode::Overlay {
+        println!("SKIP: overlayfs needs root and kernel support");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Snapshotter::open_with_mode(dir.path(), Mode::Overlay).expect("open");
+    let mut layers: Vec<Vec<u8>> = (0..60)
+        .map(|i| {
+            TarMaker::new()
+                .file(&format!("layer{i}"), format!("{i}").as_bytes())
+                .finish()
+        })
+        .collect();
+    layers.push(TarMaker::new().file(".wh.layer0", b"").finish());
+    let chain = build(&s, &layers);
+    let m = s
+        .mount_for_container("many", &chain)
+        .expect("mount 61 layers");
+    let _guard = MountGuard(m.path.clone());
+    assert!(
+        m.overlay_options().expect("opts").len() > 4096,
+        "the test needs a long option string"
+    );
+    assert_eq!(fs::read(m.path.join("layer59")).expect("top-ish"), b"59");
+    assert_eq!(fs::read(m.path.join("layer1")).expect("low"), b"1");
+    assert!(
+        !m.path.join("layer0").exists(),
+        "whiteout in the top layer applies"
+    );
+    s.remove_container("many").expect("remove");
+}
