@@ -138,3 +138,21 @@ fn errors_are_logged_as_json_when_asked() {
     assert!(v["msg"].as_str().expect("msg").contains("nosuch"));
     assert!(v["time"].is_string());
 }
+
+#[test]
+fn delete_force_clears_a_state_dir_without_valid_state() {
+    let rt = Runtime::new();
+    let dir = rt.root.path().join("half-made");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let o = rt.run(&["delete", "half-made"]);
+    assert!(
+        !o.status.success(),
+        "delete without --force of an unreadable container must fail"
+    );
+    rt.ok(&["delete", "--force", "half-made"]);
+    assert!(!dir.exists());
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("state.json"), b"{not json").expect("write");
+    rt.ok(&["delete", "--force", "half-made"]);
+    assert!(!dir.exists());
+}

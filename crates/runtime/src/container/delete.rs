@@ -20,7 +20,17 @@ use crate::state::{self, Status};
 /// Deletes container `id`.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
     let c = match Container::load(root, id) {
-        Err(Error::NotFound(_)) if force => return Ok(()),
+        // A create that died before writing state.json, or a state file that can't be read:
+        // with --force, remove what is there.
+        Err(Error::NotFound(_) | Error::State(_)) if force => {
+            let dir = root.join(id);
+            return match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::io("remove state dir", dir)(e))
+                }
+                _ => Ok(()),
+            };
+        }
         r => r?,
     };
     if !c.status.can_delete() && !force {
