@@ -212,6 +212,7 @@ impl CreateArgs {
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds + listen_fds(),
             systemd_cgroup: systemd,
+            foreground: false,
         }
     }
 }

@@ -179,12 +179,18 @@ impl State {
 
     /// Writes `dir/state.json` crash-safely: temp file, fsync, rename.
     pub fn save(&self, dir: &Path) -> Result<(), StateError> {
+        self.save_with(dir, true)
+    }
+
+    /// Like [`State::save`]; without `durable` the file is still replaced atomically but not
+    /// fsynced (a foreground `run`: the container can't outlive a power loss anyway).
+    pub fn save_with(&self, dir: &Path, durable: bool) -> Result<(), StateError> {
         let path = dir.join(STATE_FILE);
         let data = serde_json::to_vec(self).map_err(|source| StateError::Parse {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &data).map_err(|source| StateError::Write { path, source })
+        write_replace(&path, &data, durable).map_err(|source| StateError::Write { path, source })
     }
 
     /// The live status: checks the init's pid (with start time) and the exec fifo.

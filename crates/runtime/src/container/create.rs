@@ -40,6 +40,9 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// `--systemd-cgroup`
     pub systemd_cgroup: bool,
+    /// set by a foreground `run`: the runtime waits for the container and deletes it, so
+    /// state.json needn't survive a power loss (no fsync)
+    pub foreground: bool,
 }
 
 /// A container left in `created` by [`create`].
@@ -369,7 +372,7 @@ pub fn create_from(
         }
     }
     st.status = Status::Created;
-    st.save(&dir)?;
+    st.save_with(&dir, !opts.foreground)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }

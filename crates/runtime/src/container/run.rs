@@ -56,6 +56,7 @@ pub fn run(root: &Path, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
         None
     };
     let mut local = opts.clone();
+    local.foreground = !detach;
     if let Some(l) = &console {
         local.console_socket = Some(l.path().to_path_buf());
     }
