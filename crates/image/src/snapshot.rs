@@ -109,12 +109,17 @@ impl Mode {
     /// Overlay when running as root on a kernel with overlayfs, else copy.
     pub fn detect() -> Mode {
         let root = nix::unistd::geteuid().is_root();
-        let has_overlay = fs::read_to_string("/proc/filesystems")
+        // Listed once the module is loaded; a first overlay mount loads it on demand.
+        let listed = fs::read_to_string("/proc/filesystems")
             .map(|s| {
                 s.lines()
                     .any(|l| l.split_whitespace().last() == Some("overlay"))
             })
             .unwrap_or(false);
+        let as_module = fs::read_dir("/lib/modules").is_ok_and(|mut rd| {
+            rd.any(|e| e.is_ok_and(|e| e.path().join("kernel/fs/overlayfs").is_dir()))
+        });
+        let has_overlay = listed || as_module;
         if root && has_overlay {
             Mode::Overlay
         } else {
