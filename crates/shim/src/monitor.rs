@@ -36,7 +36,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long to keep flushing clients' buffers before closing them.
 const FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
 /// Bytes read from an output per read(2).
-const READ_SIZE: usize = 32 << 10;
+const READ_SIZE: usize = 16 << 10;
 /// Reads per output per wakeup (fairness between stdout, stderr and clients).
 const READS_PER_WAKE: usize = 4;
 
