@@ -4,9 +4,11 @@
 //! small pieces of wire grammar every endpoint shares: API versions, the `filters` query parameter
 //! and Docker's timestamps. Domain types live in `berth-engine`; the daemon converts between them.
 
+pub mod container;
 pub mod error;
 pub mod event;
 pub mod filters;
+pub mod image;
 pub mod system;
 pub mod time;
 pub mod version;

@@ -52,6 +52,31 @@ struct Args {
     /// Debug logging.
     #[arg(short = 'D', long)]
     debug: bool,
+    /// Registry for image names without a host (default docker.io; `BERTH_DEFAULT_REGISTRY`).
+    #[arg(long)]
+    default_registry: Option<String>,
+    /// Registry (host:port) spoken to over plain http; repeatable. Loopback always is.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+}
+
+/// A berth binary next to this one, else on PATH.
+fn find_sibling(name: &str) -> PathBuf {
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(name)));
+    if let Some(s) = sibling.as_ref().filter(|s| s.exists()) {
+        return s.clone();
+    }
+    if let Some(p) = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+    {
+        return p;
+    }
+    sibling.unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// The OCI runtime reported in `/info`: `berth-runtime` next to this binary, else on PATH.
@@ -125,6 +150,9 @@ fn main() -> anyhow::Result<()> {
         tlskey: args.tlskey,
         debug: args.debug,
         runtime_path: Some(find_runtime()),
+        shim_path: Some(find_sibling("berth-shim")),
+        default_registry: args.default_registry,
+        insecure_registries: args.insecure_registries,
     };
     let default_file = Path::new(DEFAULT_CONFIG_FILE);
     let file = args
@@ -141,11 +169,12 @@ fn main() -> anyhow::Result<()> {
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .max_blocking_threads(8)
+        .max_blocking_threads(64)
         .thread_keep_alive(Duration::from_secs(5))
         .build()
         .context("start tokio runtime")?;
     rt.block_on(async move {
+        engine.containers().adopt();
         let listeners = server::bind_all(&config).await?;
         for h in &config.hosts {
             tracing::info!(host = %h, data_root = %config.data_root.display(), "berthd listening");

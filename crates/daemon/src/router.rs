@@ -12,7 +12,7 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response};
 
 use crate::error::ApiError;
-use crate::handlers::{backup, events, system, volumes};
+use crate::handlers::{backup, containers, events, images, system, volumes};
 use crate::http::{Body, Query};
 
 /// `Server` header value.
@@ -92,6 +92,56 @@ async fn route_docker(
         (&Method::GET, ["volumes"]) => volumes::list(engine, q),
         (&Method::GET, ["volumes", name]) => volumes::inspect(engine, name),
         (&Method::DELETE, ["volumes", name]) => volumes::remove(engine, name, q),
+        (&Method::POST, ["images", "create"]) => images::create(engine, q, req.headers()).await,
+        (&Method::GET, ["images", "json"]) => images::list(engine, q),
+        (&Method::GET, ["images", "get"]) => images::save(engine, q.all("names")),
+        (&Method::POST, ["images", "load"]) => images::load(engine, req.into_body()).await,
+        (&Method::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
+            images::inspect(engine, &name.join("/"))
+        }
+        (&Method::GET, ["images", name @ .., "history"]) if !name.is_empty() => {
+            images::history(engine, &name.join("/"))
+        }
+        (&Method::GET, ["images", name @ .., "get"]) if !name.is_empty() => {
+            images::save(engine, vec![name.join("/")])
+        }
+        (&Method::POST, ["images", name @ .., "tag"]) if !name.is_empty() => {
+            images::tag(engine, &name.join("/"), q)
+        }
+        (&Method::POST, ["images", name @ .., "push"]) if !name.is_empty() => {
+            images::push(engine, &name.join("/"), q, req.headers()).await
+        }
+        (&Method::DELETE, ["images", name @ ..]) if !name.is_empty() => {
+            images::remove(engine, &name.join("/"), q)
+        }
+        (&Method::POST, ["containers", "create"]) => {
+            containers::create(engine, q, req.into_body()).await
+        }
+        (&Method::GET, ["containers", "json"]) => containers::list(engine, q),
+        (&Method::GET, ["containers", id, "json"]) => containers::inspect(engine, id),
+        (&Method::GET, ["containers", id, "logs"]) => containers::logs(engine, id, q),
+        (&Method::GET, ["containers", id, "top"]) => containers::top(engine, id, q).await,
+        (&Method::POST, ["containers", id, "start"]) => containers::start(engine, id).await,
+        (&Method::POST, ["containers", id, "stop"]) => containers::stop(engine, id, q).await,
+        (&Method::POST, ["containers", id, "restart"]) => containers::restart(engine, id, q).await,
+        (&Method::POST, ["containers", id, "kill"]) => containers::kill(engine, id, q).await,
+        (&Method::POST, ["containers", id, "pause"]) => containers::pause(engine, id, true).await,
+        (&Method::POST, ["containers", id, "unpause"]) => {
+            containers::pause(engine, id, false).await
+        }
+        (&Method::POST, ["containers", id, "wait"]) => containers::wait(engine, id, q).await,
+        (&Method::POST, ["containers", id, "attach"]) => {
+            containers::attach(engine, id, q, req).await
+        }
+        (&Method::POST, ["containers", id, "resize"]) => containers::resize(engine, id, q).await,
+        (&Method::POST, ["containers", id, "rename"]) => containers::rename(engine, id, q),
+        (&Method::POST, ["containers", id, "exec"]) => {
+            containers::exec_create(engine, id, req.into_body()).await
+        }
+        (&Method::DELETE, ["containers", id]) => containers::remove(engine, id, q).await,
+        (&Method::POST, ["exec", id, "start"]) => containers::exec_start(engine, id, req).await,
+        (&Method::GET, ["exec", id, "json"]) => containers::exec_inspect(engine, id),
+        (&Method::POST, ["exec", _id, "resize"]) => Ok(crate::http::empty(hyper::StatusCode::OK)),
         _ => Err(page_not_found()),
     }
 }

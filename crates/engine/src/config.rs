@@ -105,6 +105,11 @@ pub struct DaemonConfig {
     pub debug: bool,
     /// Path of the OCI runtime (`berth-runtime`), reported in `/info` `Runtimes`.
     pub runtime_path: PathBuf,
+    /// The `berth-shim` binary started for each container.
+    pub shim_path: PathBuf,
+    /// Default registry for short names and insecure registries (flags, file, then
+    /// `BERTH_DEFAULT_REGISTRY` / `BERTH_INSECURE_REGISTRIES`).
+    pub registry: berth_image::reference::RegistrySettings,
 }
 
 /// Optional `daemon.json` keys (a subset of dockerd's, same names); flags win over the file.
@@ -119,6 +124,8 @@ pub struct FileConfig {
     pub tlscert: Option<PathBuf>,
     pub tlskey: Option<PathBuf>,
     pub debug: Option<bool>,
+    pub default_registry: Option<String>,
+    pub insecure_registries: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -146,6 +153,9 @@ pub struct ConfigInput {
     pub tlskey: Option<PathBuf>,
     pub debug: bool,
     pub runtime_path: Option<PathBuf>,
+    pub shim_path: Option<PathBuf>,
+    pub default_registry: Option<String>,
+    pub insecure_registries: Vec<String>,
 }
 
 impl ConfigInput {
@@ -161,6 +171,9 @@ impl ConfigInput {
         self.tlscert = self.tlscert.take().or(f.tlscert);
         self.tlskey = self.tlskey.take().or(f.tlskey);
         self.debug |= f.debug.unwrap_or(false);
+        self.default_registry = self.default_registry.take().or(f.default_registry);
+        self.insecure_registries
+            .extend(f.insecure_registries.unwrap_or_default());
     }
 
     /// Validate: absolute roots, parseable hosts, TCP only with complete mutual TLS. With no host
@@ -209,6 +222,19 @@ impl ConfigInput {
         let runtime_path = self
             .runtime_path
             .unwrap_or_else(|| PathBuf::from("berth-runtime"));
+        let shim_path = self
+            .shim_path
+            .unwrap_or_else(|| PathBuf::from("berth-shim"));
+        let mut registry = berth_image::reference::RegistrySettings::default();
+        if let Some(r) = self.default_registry.filter(|r| !r.trim().is_empty()) {
+            registry.default_registry = berth_image::reference::normalize_registry(r.trim());
+        }
+        registry.insecure_registries.extend(
+            self.insecure_registries
+                .iter()
+                .map(|h| berth_image::reference::normalize_registry(h.trim())),
+        );
+        let registry = registry.with_env_overrides();
         Ok(DaemonConfig {
             data_root,
             exec_root,
@@ -216,6 +242,8 @@ impl ConfigInput {
             tls,
             debug: self.debug,
             runtime_path,
+            shim_path,
+            registry,
         })
     }
 }

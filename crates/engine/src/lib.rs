@@ -2,11 +2,13 @@
 //!
 //! [`Engine`] ties together the pieces the daemon serves: daemon configuration ([`config`]),
 //! host facts and identity ([`host`]), the events bus ([`events`]), named volumes ([`volumes`])
-//! and crash-safe state files ([`state`]). Containers and images plug in here in later steps.
+//! and crash-safe state files ([`state`]). images ([`images`]) and containers ([`containers`]).
 
 pub mod config;
+pub mod containers;
 pub mod events;
 pub mod host;
+pub mod images;
 pub mod state;
 pub mod volumes;
 
@@ -16,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use config::DaemonConfig;
+use containers::{ContainerError, Containers};
 use events::EventBus;
 use host::HostFacts;
+use images::{ImageError, Images};
 use volumes::{VolumeError, VolumeStore};
 
 /// What kind of failure an engine error is; the API layer maps it to a status code.
@@ -42,6 +46,10 @@ pub enum EngineError {
     Identity(#[source] state::StateError),
     #[error("load volumes")]
     Volumes(#[source] VolumeError),
+    #[error("open images")]
+    Images(#[source] ImageError),
+    #[error("load containers")]
+    Containers(#[source] ContainerError),
 }
 
 /// Seconds since the Unix epoch.
@@ -74,7 +82,9 @@ pub struct Engine {
     config: DaemonConfig,
     id: String,
     events: EventBus,
-    volumes: VolumeStore,
+    volumes: std::sync::Arc<VolumeStore>,
+    images: Images,
+    containers: Containers,
 }
 
 /// Name of the one OCI runtime berth uses.
@@ -96,13 +106,30 @@ impl Engine {
         make_dir(&config.exec_root, 0o711)?;
         let id = host::load_or_create_id(&config.data_root).map_err(EngineError::Identity)?;
         let events = EventBus::new();
-        let volumes =
-            VolumeStore::open(&config.data_root, events.clone()).map_err(EngineError::Volumes)?;
+        let volumes = std::sync::Arc::new(
+            VolumeStore::open(&config.data_root, events.clone()).map_err(EngineError::Volumes)?,
+        );
+        let images = Images::open(&config.data_root, config.registry.clone(), events.clone())
+            .map_err(EngineError::Images)?;
+        let containers = Containers::open(
+            containers::Paths {
+                data_root: config.data_root.clone(),
+                exec_root: config.exec_root.clone(),
+                runtime: config.runtime_path.clone(),
+                shim: config.shim_path.clone(),
+            },
+            images.clone(),
+            volumes.clone(),
+            events.clone(),
+        )
+        .map_err(EngineError::Containers)?;
         Ok(Self {
             config,
             id,
             events,
             volumes,
+            images,
+            containers,
         })
     }
 
@@ -122,17 +149,25 @@ impl Engine {
         &self.volumes
     }
 
-    /// Facts for `/info`. Containers and images are counted by their stores once those are
-    /// attached to the engine; until then there are none, and 0 is the truth.
+    pub fn images(&self) -> &Images {
+        &self.images
+    }
+
+    pub fn containers(&self) -> &Containers {
+        &self.containers
+    }
+
+    /// Facts for `/info`.
     pub fn summary(&self) -> SystemSummary {
+        let (containers, running, paused, stopped) = self.containers.counts();
         SystemSummary {
             id: self.id.clone(),
             host: HostFacts::read(),
-            containers: 0,
-            containers_running: 0,
-            containers_paused: 0,
-            containers_stopped: 0,
-            images: 0,
+            containers,
+            containers_running: running,
+            containers_paused: paused,
+            containers_stopped: stopped,
+            images: self.images.count() as u64,
             volumes: self.volumes.count() as u64,
             data_root: self.config.data_root.clone(),
             runtime_name: RUNTIME_NAME.to_string(),

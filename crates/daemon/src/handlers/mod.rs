@@ -2,6 +2,8 @@
 //! formats the answer.
 
 pub mod backup;
+pub mod containers;
 pub mod events;
+pub mod images;
 pub mod system;
 pub mod volumes;

@@ -1,0 +1,442 @@
+//! `/images`: pull (`POST /images/create`, streamed JSON progress), list, inspect, tag,
+//! delete, history, save (`GET /images/get`, `GET /images/{name}/get`), load, push.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use berth_api::filters::Filters;
+use berth_api::image::{DeleteItem, HistoryItem, ImageInspect, ImageSummary, RootFs};
+use berth_engine::images::{Deleted, ImageError};
+use berth_engine::Engine;
+use berth_image::auth::Credentials;
+use berth_image::images::ImageRecord;
+use berth_image::progress::{JsonMessage, ProgressEvent};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::{Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::{chain, ApiError};
+use crate::http::{self, Body, ChannelWriter, Query};
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> Self {
+        Self::from_engine(e.kind(), &e)
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct AuthConfig {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default, rename = "identitytoken")]
+    identity_token: String,
+    #[serde(default)]
+    auth: String,
+}
+
+/// `X-Registry-Auth`: base64url JSON `{"username","password"}` (or `identitytoken`, or `auth`).
+fn registry_auth(headers: &HeaderMap) -> Option<Credentials> {
+    let raw = headers.get("X-Registry-Auth")?.to_str().ok()?.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(raw)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw))
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(raw))
+        .ok()?;
+    let a: AuthConfig = serde_json::from_slice(&bytes).ok()?;
+    let (mut user, mut pass) = (a.username, a.password);
+    if user.is_empty() && !a.auth.is_empty() {
+        let dec = base64::engine::general_purpose::STANDARD
+            .decode(&a.auth)
+            .ok()?;
+        let s = String::from_utf8(dec).ok()?;
+        let (u, p) = s.split_once(':')?;
+        user = u.to_string();
+        pass = p.to_string();
+    }
+    if user.is_empty() && a.identity_token.is_empty() {
+        return None;
+    }
+    let mut c = Credentials::basic(&user, &pass);
+    if !a.identity_token.is_empty() {
+        c.identity_token = Some(a.identity_token);
+    }
+    Some(c)
+}
+
+fn json_line(v: &impl serde::Serialize) -> Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.extend_from_slice(b"\r\n");
+    Bytes::from(b)
+}
+
+fn error_line(message: &str) -> Bytes {
+    json_line(&json!({"errorDetail": {"message": message}, "error": message}))
+}
+
+/// A progress stream: events go through an unbounded channel (the library's callback is
+/// synchronous) into the response body.
+fn progress_stream() -> (
+    Arc<dyn Fn(ProgressEvent) + Send + Sync>,
+    tokio::sync::mpsc::UnboundedReceiver<JsonMessage>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<JsonMessage>();
+    let cb = Arc::new(move |ev: ProgressEvent| {
+        let _ = tx.send(ev.to_json_message());
+    });
+    (cb, rx)
+}
+
+/// `POST /images/create?fromImage=&tag=`.
+pub async fn create(
+    engine: &Arc<Engine>,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, ApiError> {
+    let Some(from) = q.get("fromImage").filter(|f| !f.is_empty()) else {
+        if q.get("fromSrc").is_some() {
+            return Err(ApiError::bad_request(
+                "import (fromSrc) is not supported by this endpoint yet",
+            ));
+        }
+        return Err(ApiError::bad_request("fromImage is required"));
+    };
+    let images = engine.images().clone();
+    let mut reference = images.parse(from)?;
+    if let Some(tag) = q.get("tag").filter(|t| !t.is_empty()) {
+        reference = if tag.starts_with("sha256:") {
+            reference.with_digest(tag)
+        } else {
+            reference.with_tag(tag)
+        }
+        .map_err(|e| ApiError::bad_request(chain(&e)))?;
+    }
+    let creds = registry_auth(headers);
+    let (tx, body) = Body::channel(64);
+    let (cb, mut rx) = progress_stream();
+    tokio::spawn(async move {
+        let forward_tx = tx.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if forward_tx.send(Ok(json_line(&m))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let res = images.pull(&reference, creds, &*cb).await;
+        drop(cb);
+        let _ = forward.await;
+        if let Err(e) = res {
+            let _ = tx.send(Ok(error_line(&chain(&e)))).await;
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .expect("static headers are valid"))
+}
+
+/// `POST /images/{name}/push?tag=`.
+pub async fn push(
+    engine: &Arc<Engine>,
+    name: &str,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, ApiError> {
+    let images = engine.images().clone();
+    let mut reference = images.parse(name)?;
+    if let Some(tag) = q.get("tag").filter(|t| !t.is_empty()) {
+        reference = reference
+            .with_tag(tag)
+            .map_err(|e| ApiError::bad_request(chain(&e)))?;
+    }
+    if reference.tag().is_none() {
+        reference = reference
+            .with_tag("latest")
+            .map_err(|e| ApiError::bad_request(chain(&e)))?;
+    }
+    images.resolve(&reference.to_string())?;
+    let creds = registry_auth(headers);
+    let (tx, body) = Body::channel(64);
+    let (cb, mut rx) = progress_stream();
+    tokio::spawn(async move {
+        let forward_tx = tx.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if forward_tx.send(Ok(json_line(&m))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let res = images.push(&reference, creds, &*cb).await;
+        drop(cb);
+        let _ = forward.await;
+        if let Err(e) = res {
+            let _ = tx.send(Ok(error_line(&chain(&e)))).await;
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .expect("static headers are valid"))
+}
+
+fn created_secs(rec: &ImageRecord) -> i64 {
+    rec.created
+        .as_deref()
+        .and_then(|c| berth_api::time::parse_timestamp(c).ok())
+        .map(|t| t.unix_nanos() / 1_000_000_000)
+        .unwrap_or(0)
+}
+
+fn labels_of(engine: &Engine, rec: &ImageRecord) -> HashMap<String, String> {
+    engine
+        .images()
+        .config_json(rec)
+        .ok()
+        .and_then(|raw| berth_image::config::ImageDefaults::from_config_json(&raw).ok())
+        .map(|d| d.labels.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// `GET /images/json`.
+pub fn list(engine: &Arc<Engine>, q: &Query) -> Result<Response<Body>, ApiError> {
+    let filters = Filters::parse(q.get("filters").unwrap_or(""))?;
+    filters.validate(&["reference", "dangling", "label", "before", "since"])?;
+    let images = engine.images();
+    let mut out = Vec::new();
+    let recs = images.list()?;
+    for rec in recs {
+        let tags: Vec<String> = rec.repo_tags.iter().map(|t| images.familiar(t)).collect();
+        let dangling = tags.is_empty();
+        if let Some(d) = filters.bool_value("dangling")? {
+            if d != dangling {
+                continue;
+            }
+        }
+        if filters.contains("reference") {
+            let ok = filters.get("reference").iter().any(|pat| {
+                tags.iter().any(|t| {
+                    let repo = t.rsplit_once(':').map(|(r, _)| r).unwrap_or(t);
+                    glob(pat, t) || glob(pat, repo)
+                })
+            });
+            if !ok {
+                continue;
+            }
+        }
+        let labels = labels_of(engine, &rec);
+        if filters.contains("label") && !filters.labels_match("label", &labels) {
+            continue;
+        }
+        out.push(ImageSummary {
+            id: rec.id.to_string(),
+            parent_id: String::new(),
+            repo_tags: tags,
+            repo_digests: rec
+                .repo_digests
+                .iter()
+                .map(|d| images.familiar(d))
+                .collect(),
+            created: created_secs(&rec),
+            size: rec.size as i64,
+            shared_size: -1,
+            virtual_size: rec.size as i64,
+            labels,
+            containers: -1,
+        });
+    }
+    out.sort_by_key(|i| std::cmp::Reverse(i.created));
+    Ok(http::json(StatusCode::OK, &out))
+}
+
+/// Go's `path.Match` subset docker uses for `reference` (`*`, `?`).
+fn glob(pat: &str, s: &str) -> bool {
+    let re = format!(
+        "^{}$",
+        regex::escape(pat)
+            .replace("\\*", "[^/]*")
+            .replace("\\?", "[^/]")
+    );
+    regex::Regex::new(&re)
+        .map(|r| r.is_match(s))
+        .unwrap_or(false)
+}
+
+/// `GET /images/{name}/json`.
+pub fn inspect(engine: &Arc<Engine>, name: &str) -> Result<Response<Body>, ApiError> {
+    let images = engine.images();
+    let rec = images.resolve(name)?;
+    let raw: serde_json::Value = serde_json::from_slice(&images.config_json(&rec)?)
+        .map_err(|e| ApiError::internal(format!("image config {}: {e}", rec.id)))?;
+    let out = ImageInspect {
+        id: rec.id.to_string(),
+        repo_tags: rec.repo_tags.iter().map(|t| images.familiar(t)).collect(),
+        repo_digests: rec
+            .repo_digests
+            .iter()
+            .map(|d| images.familiar(d))
+            .collect(),
+        parent: String::new(),
+        comment: raw["comment"].as_str().unwrap_or_default().to_string(),
+        created: rec.created.clone().unwrap_or_default(),
+        docker_version: raw["docker_version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        author: raw["author"].as_str().unwrap_or_default().to_string(),
+        config: raw.get("config").cloned().unwrap_or(json!({})),
+        architecture: raw["architecture"].as_str().unwrap_or_default().to_string(),
+        os: raw["os"].as_str().unwrap_or_default().to_string(),
+        size: rec.size as i64,
+        virtual_size: rec.size as i64,
+        graph_driver: json!({"Name": "overlay2", "Data": null}),
+        root_fs: RootFs {
+            kind: "layers".into(),
+            layers: rec.diff_ids.iter().map(|d| d.to_string()).collect(),
+        },
+        metadata: json!({"LastTagTime": "0001-01-01T00:00:00Z"}),
+    };
+    Ok(http::json(StatusCode::OK, &out))
+}
+
+/// `POST /images/{name}/tag?repo=&tag=`.
+pub fn tag(engine: &Arc<Engine>, name: &str, q: &Query) -> Result<Response<Body>, ApiError> {
+    let repo = q
+        .get("repo")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::bad_request("repository name (repo) is required"))?;
+    let images = engine.images();
+    let mut target = images.parse(repo)?;
+    let tag = q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
+    if target.tag().is_none() || q.get("tag").is_some_and(|t| !t.is_empty()) {
+        target = target
+            .with_tag(tag)
+            .map_err(|e| ApiError::bad_request(chain(&e)))?;
+    }
+    images.tag(name, &target)?;
+    Ok(http::empty(StatusCode::CREATED))
+}
+
+/// `DELETE /images/{name}?force=`.
+pub fn remove(engine: &Arc<Engine>, name: &str, q: &Query) -> Result<Response<Body>, ApiError> {
+    let containers = engine.containers().clone();
+    let deleted = engine
+        .images()
+        .remove(name, q.bool("force"), &|id| containers.using_image(id))?;
+    let out: Vec<DeleteItem> = deleted
+        .into_iter()
+        .map(|d| match d {
+            Deleted::Untagged(t) => DeleteItem {
+                untagged: Some(t),
+                deleted: None,
+            },
+            Deleted::Deleted(id) => DeleteItem {
+                untagged: None,
+                deleted: Some(id),
+            },
+        })
+        .collect();
+    Ok(http::json(StatusCode::OK, &out))
+}
+
+/// `GET /images/{name}/history`.
+pub fn history(engine: &Arc<Engine>, name: &str) -> Result<Response<Body>, ApiError> {
+    let items: Vec<HistoryItem> = engine
+        .images()
+        .history(name)?
+        .into_iter()
+        .map(|h| HistoryItem {
+            id: h.id,
+            created: h.created,
+            created_by: h.created_by,
+            tags: h.tags,
+            size: h.size,
+            comment: h.comment,
+        })
+        .collect();
+    Ok(http::json(StatusCode::OK, &items))
+}
+
+/// `GET /images/get?names=a&names=b` and `GET /images/{name}/get`: a tar stream.
+pub fn save(engine: &Arc<Engine>, names: Vec<String>) -> Result<Response<Body>, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::bad_request("no image names given"));
+    }
+    let images = engine.images().clone();
+    for n in &names {
+        images.resolve(n)?;
+    }
+    let (tx, body) = Body::channel(16);
+    tokio::task::spawn_blocking(move || {
+        let abort = ChannelWriter::new(tx.clone());
+        let w = ChannelWriter::new(tx);
+        if let Err(e) = images.save(&names, std::io::BufWriter::with_capacity(1 << 20, w)) {
+            abort.abort(chain(&e));
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/x-tar")
+        .body(body)
+        .expect("static headers are valid"))
+}
+
+/// `POST /images/load?quiet=`: a tar body; answers docker's JSON stream lines.
+pub async fn load(engine: &Arc<Engine>, body: Incoming) -> Result<Response<Body>, ApiError> {
+    let images = engine.images().clone();
+    let reader = http::body_reader(body);
+    let res = tokio::task::spawn_blocking(move || images.load(reader))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut out = Vec::new();
+    match res {
+        Ok(lines) => {
+            for l in lines {
+                out.extend_from_slice(&json_line(&json!({"stream": format!("{l}\n")})));
+            }
+        }
+        Err(e) => {
+            return Err(ApiError::from(e));
+        }
+    }
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(Body::from_bytes(out))
+        .expect("static headers are valid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_auth_header_decodes() {
+        let mut h = HeaderMap::new();
+        let v = base64::engine::general_purpose::URL_SAFE
+            .encode(br#"{"username":"u","password":"p","serveraddress":"r"}"#);
+        h.insert("X-Registry-Auth", v.parse().expect("header"));
+        let c = registry_auth(&h).expect("creds");
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p"));
+        h.insert("X-Registry-Auth", "e30=".parse().expect("header"));
+        assert!(registry_auth(&h).is_none());
+    }
+
+    #[test]
+    fn reference_globs() {
+        assert!(glob("busy*", "busybox"));
+        assert!(glob("127.0.0.1:5000/busybox", "127.0.0.1:5000/busybox"));
+        assert!(!glob("busy*", "library/busybox"));
+    }
+}

@@ -1,0 +1,213 @@
+//! Exec: extra processes in a running container (`docker exec`), run by
+//! `berth-runtime exec --process FILE ID` as a child of berthd whose stdio the API bridges.
+//! The process JSON is the container's own `process` with the exec's args, env, cwd, user and
+//! terminal laid over it, so capabilities, seccomp and rlimits match the container's.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use berth_api::container::ExecConfig;
+
+use super::{random_hex, ContainerError, Containers};
+
+/// One exec instance.
+pub struct Exec {
+    pub id: String,
+    pub container_id: String,
+    pub config: ExecConfig,
+    pub state: Mutex<ExecState>,
+}
+
+/// What `GET /exec/{id}/json` reports.
+#[derive(Debug, Clone, Default)]
+pub struct ExecState {
+    pub running: bool,
+    pub started: bool,
+    pub exit_code: Option<i64>,
+    pub pid: i64,
+}
+
+impl Exec {
+    pub fn state(&self) -> ExecState {
+        self.state.lock().expect("exec lock poisoned").clone()
+    }
+}
+
+/// A started exec process; the caller copies its stdio and then calls [`Containers::exec_finished`].
+pub struct Started {
+    pub child: tokio::process::Child,
+    pub tty: bool,
+}
+
+impl Containers {
+    /// `POST /containers/{id}/exec`.
+    pub fn exec_create(&self, key: &str, cfg: ExecConfig) -> Result<String, ContainerError> {
+        let entry = self.get(key)?;
+        let rec = entry.record();
+        if !rec.state.status.is_alive() {
+            return Err(ContainerError::Conflict(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        if rec.state.status == super::Status::Paused {
+            return Err(ContainerError::Conflict(format!(
+                "container {} is paused, unpause the container before exec",
+                rec.id
+            )));
+        }
+        if cfg.cmd.is_empty() {
+            return Err(ContainerError::Invalid("no exec command specified".into()));
+        }
+        let id = random_hex(32);
+        let exec = Arc::new(Exec {
+            id: id.clone(),
+            container_id: rec.id.clone(),
+            config: cfg,
+            state: Mutex::new(ExecState::default()),
+        });
+        self.execs()
+            .lock()
+            .expect("exec map lock poisoned")
+            .insert(id.clone(), exec);
+        let cmd = self
+            .exec_get(&id)
+            .map(|e| e.config.cmd.join(" "))
+            .unwrap_or_default();
+        self.publish_event(
+            &format!("exec_create: {cmd}"),
+            &rec,
+            &[("execID", id.clone())],
+        );
+        Ok(id)
+    }
+
+    pub fn exec_get(&self, id: &str) -> Result<Arc<Exec>, ContainerError> {
+        self.execs()
+            .lock()
+            .expect("exec map lock poisoned")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ContainerError::NotFound(format!("exec instance {id}")))
+    }
+
+    /// Start an exec; with `detach` its stdio is /dev/null and it is reaped in the background.
+    pub fn exec_start(&self, id: &str, detach: bool) -> Result<Started, ContainerError> {
+        let exec = self.exec_get(id)?;
+        {
+            let mut s = exec.state.lock().expect("exec lock poisoned");
+            if s.started {
+                return Err(ContainerError::Conflict(format!(
+                    "exec instance {id} has already been started"
+                )));
+            }
+            s.started = true;
+            s.running = true;
+        }
+        let rec = self.get(&exec.container_id)?.record();
+        let bundle = self.bundle_dir(&rec.id);
+        let spec: serde_json::Value = std::fs::read(bundle.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                ContainerError::Invalid(format!("container {} has no bundle", rec.id))
+            })?;
+        let mut process = spec["process"].clone();
+        let c = &exec.config;
+        process["args"] = serde_json::json!(c.cmd);
+        process["terminal"] = serde_json::json!(c.tty);
+        let mut env: Vec<String> = process["env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(extra) = &c.env {
+            env = berth_image::config::merge_env(&env, extra)
+                .map_err(super::spec::SpecError::from)?;
+        }
+        process["env"] = serde_json::json!(env);
+        if !c.working_dir.is_empty() {
+            process["cwd"] = serde_json::json!(c.working_dir);
+        }
+        if !c.user.is_empty() {
+            let (uid, gid, groups) =
+                berth_image::config::resolve_user(&c.user, Some(rec.rootfs.as_path()))
+                    .map_err(super::spec::SpecError::from)?;
+            process["user"] = serde_json::json!({"uid": uid, "gid": gid, "additionalGids": groups});
+        }
+        if c.privileged {
+            let all = super::spec::capabilities(&berth_api::container::HostConfig {
+                privileged: true,
+                ..Default::default()
+            })?;
+            for set in ["bounding", "effective", "permitted"] {
+                process["capabilities"][set] = serde_json::json!(all);
+            }
+        }
+        let pfile = self.shim_dir(&rec.id).join(format!("exec-{id}.json"));
+        std::fs::write(&pfile, serde_json::to_vec(&process).unwrap_or_default()).map_err(
+            |source| ContainerError::Io {
+                id: rec.id.clone(),
+                op: format!("write {}", pfile.display()),
+                source,
+            },
+        )?;
+        let mut cmd = tokio::process::Command::new(&self.paths().runtime);
+        cmd.arg("--root")
+            .arg(self.runtime_root_path())
+            .arg("exec")
+            .arg("--process")
+            .arg(&pfile)
+            .arg(&rec.id);
+        if detach {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        } else {
+            cmd.stdin(if c.attach_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        }
+        let child = cmd.spawn().map_err(|source| ContainerError::Io {
+            id: rec.id.clone(),
+            op: "run berth-runtime exec".into(),
+            source,
+        })?;
+        {
+            let mut s = exec.state.lock().expect("exec lock poisoned");
+            s.pid = child.id().map(i64::from).unwrap_or(0);
+        }
+        self.publish_event(
+            &format!("exec_start: {}", c.cmd.join(" ")),
+            &rec,
+            &[("execID", id.to_string())],
+        );
+        Ok(Started { child, tty: c.tty })
+    }
+
+    /// Record how an exec ended.
+    pub fn exec_finished(&self, id: &str, code: i64) {
+        let Ok(exec) = self.exec_get(id) else {
+            return;
+        };
+        {
+            let mut s = exec.state.lock().expect("exec lock poisoned");
+            s.running = false;
+            s.exit_code = Some(code);
+        }
+        if let Ok(entry) = self.get(&exec.container_id) {
+            self.publish_event(
+                "exec_die",
+                &entry.record(),
+                &[("execID", id.to_string()), ("exitCode", code.to_string())],
+            );
+        }
+    }
+}
