@@ -320,9 +320,15 @@ impl Attach {
         self.sock.read(buf).map_err(io_err("read", &self.path))
     }
 
-    /// The socket, e.g. to set timeouts or hand it to an event loop.
+    /// The socket, e.g. to set timeouts.
     pub fn socket(&self) -> &UnixStream {
         &self.sock
+    }
+
+    /// The socket itself, e.g. to hand it to an async runtime (frames already read but not
+    /// returned by [`Attach::read_frame`] are lost: convert before reading).
+    pub fn into_socket(self) -> UnixStream {
+        self.sock
     }
 }
 

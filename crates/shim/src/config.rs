@@ -165,6 +165,15 @@ impl Config {
                 ))
             }
         };
+        let state_dir = PathBuf::from(state_dir.ok_or(ConfigError::Required("--state-dir"))?);
+        if !state_dir.is_absolute() {
+            // berthd recognises a live shim by this argument in its /proc cmdline
+            return Err(invalid(
+                "--state-dir",
+                state_dir.as_os_str(),
+                "want an absolute path",
+            ));
+        }
         Ok(Config {
             id,
             bundle: bundle.ok_or(ConfigError::Required("--bundle"))?.into(),
@@ -172,9 +181,7 @@ impl Config {
             runtime_root: runtime_root
                 .ok_or(ConfigError::Required("--runtime-root"))?
                 .into(),
-            state_dir: state_dir
-                .ok_or(ConfigError::Required("--state-dir"))?
-                .into(),
+            state_dir,
             tty,
             stdin,
             log,
@@ -352,6 +359,16 @@ mod tests {
         assert!(matches!(
             Config::parse(args(&a)),
             Err(ConfigError::Invalid { option: "--id", .. })
+        ));
+        let mut a = base();
+        a[9] = "rel/state";
+        a.extend(["--log-driver", "none"]);
+        assert!(matches!(
+            Config::parse(args(&a)),
+            Err(ConfigError::Invalid {
+                option: "--state-dir",
+                ..
+            })
         ));
         let mut a = base();
         a.extend(["--log-path", "/l", "--log-max-files", "0"]);

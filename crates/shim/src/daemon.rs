@@ -108,7 +108,23 @@ fn sys(what: &'static str) -> impl FnOnce(Errno) -> SetupError {
 
 /// Runs the shim for `cfg`: returns in the process berthd spawned (0: started, 1: failed), and
 /// in the monitor only when the container is gone (it ends the process itself).
-pub fn run(cfg: Config) -> i32 {
+pub fn run(mut cfg: Config) -> i32 {
+    // the monitor leaves berthd's cwd for /: relative paths are resolved before that
+    for p in [&mut cfg.bundle, &mut cfg.state_dir, &mut cfg.runtime_root] {
+        if let Ok(abs) = std::path::absolute(&*p) {
+            *p = abs;
+        }
+    }
+    if cfg.runtime.components().count() > 1 {
+        if let Ok(abs) = std::path::absolute(&cfg.runtime) {
+            cfg.runtime = abs;
+        }
+    }
+    if let LogDriver::JsonFile { path, .. } = &mut cfg.log {
+        if let Ok(abs) = std::path::absolute(&*path) {
+            *path = abs;
+        }
+    }
     if let Err(e) = std::fs::create_dir_all(&cfg.state_dir) {
         eprintln!(
             "berth-shim: create state dir {}: {e}",
@@ -160,6 +176,10 @@ fn wait_report(rd: OwnedFd, child: Pid) -> i32 {
 
 fn monitor_main(cfg: &Config, report: OwnedFd) -> i32 {
     let mut report = File::from(report);
+    // fds berthd leaked without CLOEXEC must not reach the runtime or the container
+    let _ = berth_sys::process::cloexec_from(3);
+    // don't keep berthd's cwd (a mount) busy
+    let _ = std::env::set_current_dir("/");
     let prepared = setsid()
         .map_err(sys("setsid"))
         .and_then(|_| berth_sys::process::set_child_subreaper().map_err(sys("set child subreaper")))

@@ -410,8 +410,11 @@ fn tty_mode_resizes_the_terminal() {
     if !can_run() {
         return;
     }
-    let f = Fixture::new(&["sh", "-c", "read x; stty size"]);
+    let mut f = Fixture::new(&["sh", "-c", "read x; stty size"]);
     f.edit_config(|v| v["process"]["terminal"] = true.into());
+    // a state dir so deep that its sockets exceed sun_path: reached through /proc/PID/fd/N
+    f.state = f.state.join("d".repeat(60)).join("e".repeat(60));
+    assert!(f.state.join("console.sock").as_os_str().len() > 108);
     let mut cfg = f.config();
     cfg.tty = true;
     cfg.stdin = true;
@@ -531,4 +534,37 @@ fn bad_bundle_fails_with_the_runtime_message_and_leaves_nothing() {
         .collect();
     assert!(left.is_empty(), "left in the state dir: {left:?}");
     assert_eq!(client::status(&f.state).expect("status"), ShimStatus::Lost);
+}
+
+#[test]
+fn relative_paths_work_although_the_monitor_leaves_its_cwd() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new(&["echo", "relative"]);
+    let base = f.bundle.parent().expect("fixture dir").to_owned();
+    let out = Command::new(SHIM)
+        .current_dir(&base)
+        .args([
+            "--id",
+            &f.id,
+            "--bundle",
+            "bundle",
+            "--runtime-root",
+            "root",
+        ])
+        .args(["--log-path", "state/c.log", "--state-dir"])
+        .arg(&f.state)
+        .arg("--runtime")
+        .arg(runtime_bin())
+        .output()
+        .expect("run shim");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(f.wait().exit_code, 0);
+    let e = Fixture::entries(&f.log_path());
+    assert_eq!(e[0]["log"], "relative\n");
 }
