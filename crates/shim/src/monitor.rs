@@ -305,7 +305,10 @@ impl Monitor {
     /// Runs until the container has exited and is deleted; returns the process exit code.
     pub fn run(mut self) -> i32 {
         if let Err(e) = self.event_loop() {
-            self.note(&format!("monitor stopped: {e}"));
+            self.note(&format!(
+                "event loop failed: {e}; waiting for the init without serving output"
+            ));
+            self.wait_init_blocking();
         }
         self.finish()
     }
@@ -391,6 +394,22 @@ impl Monitor {
                     self.note(&format!("waitpid: {e}"));
                     break;
                 }
+            }
+        }
+    }
+
+    /// Last resort when epoll fails: the exit status still gets recorded.
+    fn wait_init_blocking(&mut self) {
+        while self.exit.is_none() {
+            match waitpid(None::<Pid>, None) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == self.m.init => {
+                    self.record_exit(code, None)
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.m.init => {
+                    self.record_exit(128 + sig as i32, Some(sig))
+                }
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => break,
             }
         }
     }

@@ -568,3 +568,22 @@ fn relative_paths_work_although_the_monitor_leaves_its_cwd() {
     let e = Fixture::entries(&f.log_path());
     assert_eq!(e[0]["log"], "relative\n");
 }
+
+#[test]
+fn oom_kill_is_recorded() {
+    if !can_run() {
+        return;
+    }
+    // the shell itself grows past a 32 MiB limit (no swap here; with swap, memsw would decide)
+    let f = Fixture::new(&[
+        "sh",
+        "-c",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' x); echo survived",
+    ]);
+    f.edit_config(|v| v["linux"]["resources"]["memory"] = serde_json::json!({"limit": 32 << 20}));
+    client::spawn(Path::new(SHIM), &f.config()).expect("spawn shim");
+    let exit = f.wait();
+    assert_eq!(exit.exit_code, 137);
+    assert_eq!(exit.signal.as_deref(), Some("SIGKILL"));
+    assert_eq!(exit.oom_killed, Some(true));
+}
