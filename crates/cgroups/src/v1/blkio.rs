@@ -11,9 +11,10 @@ use crate::file::{self, MultiWriter};
 use crate::stats::{Blkio, BlkioEntry};
 
 /// Whether `b` asks for anything.
+/// Weights of 0 mean "unset" (dockerd sends them; the kernel refuses them), as runc treats them.
 pub fn is_requested(b: &LinuxBlockIo) -> bool {
-    b.weight().is_some()
-        || b.leaf_weight().is_some()
+    set(b.weight()).is_some()
+        || set(b.leaf_weight()).is_some()
         || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
         || [
             b.throttle_read_bps_device(),
@@ -23,6 +24,11 @@ pub fn is_requested(b: &LinuxBlockIo) -> bool {
         ]
         .iter()
         .any(|t| t.as_ref().is_some_and(|v| !v.is_empty()))
+}
+
+/// A weight, unless it is absent or 0 ("unset").
+pub(crate) fn set(w: Option<u16>) -> Option<u16> {
+    w.filter(|&w| w != 0)
 }
 
 /// Writes to `name`, or to `alias` when `name` does not exist.
@@ -53,17 +59,17 @@ fn throttle(dir: &Path, name: &str, devs: &Option<Vec<LinuxThrottleDevice>>) -> 
 
 /// Applies `b` to the v1 blkio cgroup `dir`.
 pub fn apply(b: &LinuxBlockIo, dir: &Path) -> Result<()> {
-    if let Some(w) = b.weight() {
+    if let Some(w) = set(b.weight()) {
         write_or_alias(dir, "blkio.weight", "blkio.bfq.weight", &w.to_string())?;
     }
-    if let Some(w) = b.leaf_weight() {
+    if let Some(w) = set(b.leaf_weight()) {
         file::write(dir, "blkio.leaf_weight", &w.to_string())?;
     }
     if let Some(devs) = b.weight_device().as_ref().filter(|d| !d.is_empty()) {
         let mut weights: Option<MultiWriter> = None;
         let mut leaves: Option<MultiWriter> = None;
         for d in devs {
-            if let Some(w) = d.weight() {
+            if let Some(w) = set(d.weight()) {
                 if weights.is_none() {
                     weights = Some(open_or_alias(
                         dir,
@@ -75,7 +81,7 @@ pub fn apply(b: &LinuxBlockIo, dir: &Path) -> Result<()> {
                     f.write(&format!("{}:{} {}", d.major(), d.minor(), w))?;
                 }
             }
-            if let Some(w) = d.leaf_weight() {
+            if let Some(w) = set(d.leaf_weight()) {
                 if leaves.is_none() {
                     leaves = Some(MultiWriter::open(dir.join("blkio.leaf_weight_device"))?);
                 }
@@ -252,6 +258,19 @@ mod tests {
         assert_eq!(f.get("blkio.throttle.write_bps_device"), "8:0 3000");
         assert_eq!(f.get("blkio.throttle.read_iops_device"), "8:0 4");
         assert_eq!(f.get("blkio.throttle.write_iops_device"), "8:0 5");
+    }
+
+    #[test]
+    fn zero_weights_mean_unset() {
+        // No weight files at all: writing any of them would fail with "missing file".
+        let f = Fixture::new(&[]);
+        let b = LinuxBlockIoBuilder::default()
+            .weight(0u16)
+            .leaf_weight(0u16)
+            .build()
+            .unwrap();
+        assert!(!is_requested(&b));
+        apply(&b, f.path()).unwrap();
     }
 
     #[test]

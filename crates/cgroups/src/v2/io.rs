@@ -9,6 +9,7 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice};
 use crate::error::{CgroupError, Result};
 use crate::file::{self, MultiWriter};
 use crate::stats::{Blkio, BlkioEntry};
+use crate::v1::blkio::set;
 
 /// v1 blkio weight [10, 1000] to v2 io.weight [1, 10000], as crun converts.
 pub fn blkio_to_io_weight(w: u16) -> u64 {
@@ -40,11 +41,12 @@ fn throttle(
 
 /// Applies `b` to the v2 cgroup `dir`.
 pub fn apply(b: &LinuxBlockIo, dir: &Path) -> Result<()> {
-    if b.leaf_weight().is_some()
+    // Weights of 0 mean "unset" (dockerd sends them), as in v1.
+    if set(b.leaf_weight()).is_some()
         || b.weight_device()
             .iter()
             .flatten()
-            .any(|d| d.leaf_weight().is_some() && d.weight().is_none())
+            .any(|d| set(d.leaf_weight()).is_some() && set(d.weight()).is_none())
     {
         return Err(CgroupError::Unsupported {
             setting: "linux.resources.blockIO.leafWeight".into(),
@@ -52,7 +54,7 @@ pub fn apply(b: &LinuxBlockIo, dir: &Path) -> Result<()> {
         });
     }
     let bfq = file::exists(dir, "io.bfq.weight");
-    if let Some(w) = b.weight() {
+    if let Some(w) = set(b.weight()) {
         if bfq {
             file::write(dir, "io.bfq.weight", &w.to_string())?;
         } else {
@@ -61,7 +63,7 @@ pub fn apply(b: &LinuxBlockIo, dir: &Path) -> Result<()> {
     }
     let mut weights: Option<MultiWriter> = None;
     for d in b.weight_device().iter().flatten() {
-        let Some(w) = d.weight() else { continue };
+        let Some(w) = set(d.weight()) else { continue };
         if weights.is_none() {
             weights = Some(MultiWriter::open(dir.join(if bfq {
                 "io.bfq.weight"
@@ -157,6 +159,17 @@ mod tests {
         assert_eq!(f.get("io.max"), "8:0 rbps=1008:0 wiops=7");
         assert_eq!(blkio_to_io_weight(10), 1);
         assert_eq!(blkio_to_io_weight(1000), 10000);
+    }
+
+    #[test]
+    fn zero_weights_mean_unset() {
+        let f = Fixture::new(&[]);
+        let b = LinuxBlockIoBuilder::default()
+            .weight(0u16)
+            .leaf_weight(0u16)
+            .build()
+            .unwrap();
+        apply(&b, f.path()).unwrap();
     }
 
     #[test]
