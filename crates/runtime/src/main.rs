@@ -251,6 +251,11 @@ fn size(s: &Option<String>) -> anyhow::Result<Option<i64>> {
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let root = cli.root.as_path();
+    let (log, json) = (cli.log.clone(), cli.log_format == "json");
+    let mut warn = |msg: &str| {
+        eprintln!("warning: {msg}");
+        log_line(log.as_deref(), json, "warning", msg);
+    };
     let mut out = std::io::stdout().lock();
     match cli.cmd {
         Cmd::Create(a) => {
@@ -261,7 +266,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
-        Cmd::Start { id } => container::start::start(root, &id)?,
+        Cmd::Start { id } => container::start::start(root, &id, &mut warn)?,
         Cmd::State { id } => {
             let c = container::Container::load(root, &id)?;
             serde_json::to_writer_pretty(&mut out, &c.state.to_oci(c.status))?;
@@ -281,6 +286,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 &create.options(cli.systemd_cgroup),
                 detach,
                 keep,
+                &mut warn,
             )?);
         }
         Cmd::Exec {
@@ -403,7 +409,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn log_error(log: Option<&Path>, json: bool, msg: &str) {
+fn log_line(log: Option<&Path>, json: bool, level: &str, msg: &str) {
     let Some(path) = log else { return };
     let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
@@ -414,9 +420,9 @@ fn log_error(log: Option<&Path>, json: bool, msg: &str) {
     };
     let time = berth_runtime::state::rfc3339(std::time::SystemTime::now());
     let line = if json {
-        serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+        serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
     } else {
-        format!("time=\"{time}\" level=error msg={msg:?}")
+        format!("time=\"{time}\" level={level} msg={msg:?}")
     };
     let _ = writeln!(f, "{line}");
 }
@@ -442,7 +448,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let msg = berth_runtime::init::error_chain(e.as_ref());
             eprintln!("error: {msg}");
-            log_error(log.as_deref(), json, &msg);
+            log_line(log.as_deref(), json, "error", &msg);
             ExitCode::from(1)
         }
     }

@@ -24,7 +24,11 @@
 //! 7. [`set_no_new_privs`] when `noNewPrivileges` is true.
 //! 8. seccomp, **if `noNewPrivileges` is true**: as late as possible, right before `execve` (after
 //!    the exec fifo and the `startContainer` hooks), so the filter constrains as little of the
-//!    runtime as possible. [`Prepared::finalize`] loads it and returns the notify fd if any.
+//!    runtime as possible. [`Prepared::finalize`] loads it. Except a filter using
+//!    `SCMP_ACT_NOTIFY`: it is loaded at the end of [`apply_process`], during `create`, so the
+//!    parent can still forward the notify fd to `listenerPath` (runc does the same). What the init
+//!    does after that (channel and exec fifo reads/writes, `startContainer` hooks' fork/exec,
+//!    `close_range`, `execve`) must then be allowed by the profile, as runc documents.
 //!
 //! The environment for `execve` comes from [`exec_env`] (adds `HOME` from the container's
 //! `/etc/passwd` when unset, like runc). `exec --user name[:group]` resolves through
@@ -226,6 +230,14 @@ pub fn apply_process(
     if nnp {
         set_no_new_privs()?;
     }
+    // A filter with SCMP_ACT_NOTIFY is loaded now rather than at step 8 (as runc does): its fd
+    // must reach `listenerPath` through the parent, which is only there during `create`.
+    let (notify_fd, deferred) = match deferred {
+        Some(program) if program.uses_notify() => {
+            (program.load().map_err(ProcessError::Seccomp)?, None)
+        }
+        other => (notify_fd, other),
+    };
     Ok(Prepared {
         notify_fd,
         warnings,

@@ -171,6 +171,15 @@ pub fn clear_cloexec(fd: i32) -> nix::Result<()> {
     Errno::result(ret).map(drop)
 }
 
+/// Duplicates `fd` close-on-exec to the lowest free number `>= min` (`F_DUPFD_CLOEXEC`).
+pub fn dup_cloexec_at_least<F: AsFd>(fd: F, min: i32) -> nix::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a borrowed, valid fd returns a new fd or -1.
+    let ret = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    let ret = Errno::result(ret)?;
+    // SAFETY: the kernel returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
 /// `pidfd_open(pid, 0)`.
 pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
@@ -271,6 +280,16 @@ pub fn set_child_subreaper() -> nix::Result<()> {
 mod tests {
     use super::*;
     use nix::sys::wait::{waitpid, WaitStatus};
+
+    #[test]
+    fn dup_cloexec_at_least_lands_above_min_and_is_cloexec() {
+        let f = std::fs::File::open("/proc/self/stat").expect("open");
+        let d = dup_cloexec_at_least(&f, 100).expect("dup");
+        assert!(d.as_raw_fd() >= 100);
+        // SAFETY: F_GETFD on an fd we own.
+        let flags = unsafe { libc::fcntl(d.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+    }
 
     #[test]
     fn fork_with_no_flags_runs_child_and_reports_exit() {

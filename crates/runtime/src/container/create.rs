@@ -100,9 +100,41 @@ impl Cleanup<'_> {
     }
 }
 
+/// `ociVersion` must be a SemVer 2.0 version (`1.0.2`, `1.2.0-dev`, `1.1.0+build`) of major 1,
+/// the only major this runtime implements.
+fn check_oci_version(v: &str) -> Result<(), Error> {
+    let bad = |why: &str| Error::ConfigInvalid(format!("ociVersion {v:?} {why}"));
+    let core = v.split_once('+').map_or(v, |(c, _)| c);
+    let (core, pre) = match core.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (core, None),
+    };
+    let number = |n: &str| {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n == "0" || !n.starts_with('0'))
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() != 3 || !parts.iter().all(|p| number(p)) {
+        return Err(bad("is not a semantic version (MAJOR.MINOR.PATCH)"));
+    }
+    let ident_ok = |s: &str| {
+        s.split('.')
+            .all(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    };
+    if pre.is_some_and(|p| !ident_ok(p)) || v.split_once('+').is_some_and(|(_, b)| !ident_ok(b)) {
+        return Err(bad("is not a semantic version (bad pre-release or build)"));
+    }
+    if parts[0] != "1" {
+        return Err(bad(
+            "has an unsupported major version (this runtime implements 1.x)",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks what runc checks before creating anything; returns the absolute rootfs.
 pub fn validate_spec(spec: &Spec, bundle: &Path) -> Result<PathBuf, Error> {
     let invalid = |m: &str| Error::ConfigInvalid(m.to_owned());
+    check_oci_version(spec.version())?;
     let process = spec
         .process()
         .as_ref()
@@ -246,25 +278,13 @@ pub fn create_from(
         ),
         None => None,
     };
+    // With noNewPrivileges too: then the init loads a notify filter during `create` (see
+    // crate::process), while this process is there to forward the fd.
     if let (Some(program), Some(cfg)) = (&seccomp, linux.seccomp()) {
-        if program.uses_notify() {
-            if cfg.listener_path().is_none() {
-                return Err(Error::ConfigInvalid(
-                    "linux.seccomp uses SCMP_ACT_NOTIFY but has no listenerPath".into(),
-                ));
-            }
-            let nnp = spec
-                .process()
-                .as_ref()
-                .and_then(|p| p.no_new_privileges())
-                .unwrap_or(false);
-            if nnp {
-                // With no_new_privs the filter is loaded at `start`, when no runtime process is
-                // left to pass the notify fd on.
-                return Err(Error::ConfigInvalid(
-                    "SCMP_ACT_NOTIFY with process.noNewPrivileges is not supported".into(),
-                ));
-            }
+        if program.uses_notify() && cfg.listener_path().is_none() {
+            return Err(Error::ConfigInvalid(
+                "linux.seccomp uses SCMP_ACT_NOTIFY but has no listenerPath".into(),
+            ));
         }
     }
     let (parent_chan, child_chan) = Channel::pair()?;
@@ -416,4 +436,29 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
     };
     state::write_replace(&abs, pid.to_string().as_bytes(), false)
         .map_err(Error::io("write pid file", abs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_oci_version;
+
+    #[test]
+    fn oci_version_must_be_semver_of_major_1() {
+        for ok in [
+            "1.0.0",
+            "1.0.2-dev",
+            "1.2.0",
+            "1.1.0-rc.1",
+            "1.0.2+git.abc",
+            "1.10.20",
+        ] {
+            assert!(check_oci_version(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "invalid", "", "1", "1.0", "1.0.0.0", "01.0.0", "2.0.0", "0.9.0", "1.0.x", "1.0.0-",
+        ] {
+            let err = check_oci_version(bad).expect_err(bad).to_string();
+            assert!(err.contains("ociVersion"), "{bad}: {err}");
+        }
+    }
 }

@@ -200,6 +200,12 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, Error> {
             .map_err(Error::sys("block signals"))?;
     }
     let (parent_chan, child_chan) = Channel::pair()?;
+    // execCPUAffinity.initial: the child inherits it from us, before it is in the container's
+    // cgroups (we step into the v1 ones just below; `final` is applied by the child after).
+    if let Some(aff) = process.exec_cpu_affinity() {
+        crate::process::set_exec_cpu_affinity(aff, crate::process::AffinityStage::Initial)
+            .map_err(|e| Error::ConfigInvalid(format!("process.execCPUAffinity: {e}")))?;
+    }
     let cgroup = c.cgroup()?;
     let entered = cgroup.enter().map_err(Error::Cgroup)?;
     let (forked, cloned_into) = berth_sys::process::fork_into_cgroup(0, entered.cgroup_fd())

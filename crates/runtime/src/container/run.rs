@@ -33,7 +33,14 @@ pub fn forwarded_signals() -> SigSet {
 }
 
 /// Runs the container; returns the exit code to exit with.
-pub fn run(root: &Path, opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32, Error> {
+/// Failing `poststart` hooks are passed to `warn` (see [`super::start::start`]).
+pub fn run(
+    root: &Path,
+    opts: &CreateOptions,
+    detach: bool,
+    keep: bool,
+    warn: &mut dyn FnMut(&str),
+) -> Result<i32, Error> {
     if !detach {
         berth_sys::process::set_child_subreaper().map_err(Error::sys("become child subreaper"))?;
     }
@@ -71,7 +78,7 @@ pub fn run(root: &Path, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
         },
         None => None,
     };
-    if let Err(e) = start_loaded(&c, Some(&spec)) {
+    if let Err(e) = start_loaded(&c, Some(&spec), warn) {
         let _ = destroy(&c, Some(&spec));
         return Err(e);
     }

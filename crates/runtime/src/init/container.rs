@@ -107,19 +107,26 @@ fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> InitError {
 
 /// Entry point of the init child: never returns.
 pub fn run(mut args: InitArgs<'_>) -> ! {
-    let err = match init(&mut args) {
+    let mut started = None;
+    let err = match init(&mut args, &mut started) {
         Ok(never) => match never {},
         Err(e) => e,
     };
     let msg = error_chain(&err);
-    if args.chan.send(&Message::Error(msg.clone())).is_err() {
+    if let Some(mut fifo) = started {
+        // `start` is reading the exec fifo to EOF: the error is its answer.
+        let _ = fifo.write_all(msg.as_bytes());
+    } else if args.chan.send(&Message::Error(msg.clone())).is_err() {
         // After Ready the parent is gone: stderr is the container's.
         let _ = writeln!(std::io::stderr(), "berth-runtime init: {msg}");
     }
     berth_sys::process::exit_now(127)
 }
 
-fn init(a: &mut InitArgs<'_>) -> Result<Infallible, InitError> {
+/// `started` receives the exec fifo's write end once `start` has read the go byte: it stays open
+/// (close-on-exec) until `execve`, so `start` sees EOF exactly when the user process runs, or
+/// reads the error written to it if the init fails first.
+fn init(a: &mut InitArgs<'_>, started: &mut Option<File>) -> Result<Infallible, InitError> {
     let process = a
         .spec
         .process()
@@ -215,19 +222,27 @@ fn init(a: &mut InitArgs<'_>) -> Result<Infallible, InitError> {
 
     // Blocks until `start` opens the fifo for reading.
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let mut w = File::from(
-        open(
-            path.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
+    let opened = open(
+        path.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open exec fifo for writing"))?;
+    // Above the preserved fds, which `seal_fds` makes inheritable: this one must close at exec.
+    let min = 3 + a.preserve_fds as i32;
+    let w = if opened.as_raw_fd() < min {
+        File::from(
+            berth_sys::process::dup_cloexec_at_least(&opened, min)
+                .map_err(sys("move exec fifo fd"))?,
         )
-        .map_err(sys("open exec fifo for writing"))?,
-    );
+    } else {
+        File::from(opened)
+    };
+    let w = started.insert(w);
     w.write_all(b"0").map_err(|e| InitError::Sys {
         what: "write exec fifo".into(),
         source: errno(e),
     })?;
-    drop(w);
     drop(fifo);
     if let Some(h) = hooks.and_then(|h| h.start_container().as_ref()) {
         hooks::run(
@@ -236,7 +251,7 @@ fn init(a: &mut InitArgs<'_>) -> Result<Infallible, InitError> {
             &hook_state.to_hook_state(crate::state::Status::Created),
         )?;
     }
-    // seccomp notify (SCMP_ACT_NOTIFY) isn't forwarded to listenerPath yet: the fd is dropped.
+    // A notify fd was already sent to the parent (loaded in apply_process); none comes from here.
     drop(prepared.finalize()?);
     seal_fds(a.preserve_fds)?;
     Err(cmd.exec().into())

@@ -79,6 +79,11 @@ fn exec(a: &ExecArgs<'_>) -> Result<Infallible, InitError> {
     enter_cwd(a.process.cwd())?;
     let env = crate::process::exec_env(a.process, std::path::Path::new("/"))?;
     let args = a.process.args().clone().unwrap_or_default();
+    // In every cgroup of the container by now (cloned into them): the final affinity, set
+    // before seccomp and capabilities are applied.
+    if let Some(aff) = a.process.exec_cpu_affinity() {
+        crate::process::set_exec_cpu_affinity(aff, crate::process::AffinityStage::Final)?;
+    }
     let prepared = crate::process::apply_process(a.process, a.linux, None)?;
     let cmd = Command::resolve(&args, &env)?;
     drop(prepared.finalize()?);
