@@ -587,3 +587,31 @@ fn oom_kill_is_recorded() {
     assert_eq!(exit.signal.as_deref(), Some("SIGKILL"));
     assert_eq!(exit.oom_killed, Some(true));
 }
+
+#[test]
+fn log_driver_none_writes_no_file_and_still_serves_attach() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new(&["sh", "-c", "echo to-attach; echo oops >&2"]);
+    let mut cfg = f.config();
+    cfg.log = LogDriver::None;
+    cfg.no_start = true;
+    client::spawn(Path::new(SHIM), &cfg).expect("spawn shim");
+    let mut a = Attach::connect(&f.state).expect("attach");
+    client::start(&f.state).expect("start");
+    let mut got = Vec::new();
+    while let Some(fr) = a.read_frame().expect("read") {
+        got.push((fr.kind, fr.payload));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (protocol::OUT_STDOUT, b"to-attach\n".to_vec()),
+            (protocol::OUT_STDERR, b"oops\n".to_vec())
+        ]
+    );
+    assert_eq!(f.wait().exit_code, 0);
+    assert!(!f.log_path().exists());
+}
