@@ -14,11 +14,17 @@ rt_bin() { case $1 in crun) echo /usr/bin/crun;; runc) echo /usr/sbin/runc;; ber
 rt_cmd() { local r=$1; shift; "$(rt_bin $r)" --root "$work/root-$r" "$@"; }
 export -f rt_bin rt_cmd; export work berth
 rts=(crun runc berth)
+# one markdown row per command: median, mean ± σ, and the ratio of medians to crun's
+medians() {
+  jq -r '(.results[] | select(.command == "crun") | .median) as $c
+    | "| runtime | median ms | mean ± σ ms | × crun |", "|---|---|---|---|",
+      (.results[] | "| \(.command) | \(.median * 1000 | . * 100 | round / 100) | \(.mean * 1000 | . * 10 | round / 10) ± \(.stddev * 1000 | . * 10 | round / 10) | \(.median / $c | . * 100 | round / 100) |")' "$1"
+}
 
 echo "## run of /bin/true (create+start+wait+delete)"
-cmds=(); for r in "${rts[@]}"; do cmds+=("$(rt_bin $r) --root $work/root-$r run --bundle $work/true bench-$r"); done
-hyperfine -N --warmup 10 --runs "$runs" --export-markdown "$work/run.md" "${cmds[@]}" >/dev/null
-cat "$work/run.md"
+cmds=(); for r in "${rts[@]}"; do cmds+=(-n "$r" "$(rt_bin $r) --root $work/root-$r run --bundle $work/true bench-$r"); done
+hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/run.json" "${cmds[@]}" >/dev/null
+medians "$work/run.json"
 
 echo; echo "## create / start / delete as separate calls"
 for step in create start delete; do
@@ -26,14 +32,14 @@ for step in create start delete; do
   for r in "${rts[@]}"; do
     b=$(rt_bin $r); root=$work/root-$r; id=step-$r
     case $step in
-      create) preps+=(--prepare "$b --root $root delete -f $id"); cmds+=("$b --root $root create --bundle $work/sleep $id");;
-      start)  preps+=(--prepare "sh -c '$b --root $root delete -f $id 2>/dev/null; $b --root $root create --bundle $work/sleep $id'"); cmds+=("$b --root $root start $id");;
-      delete) preps+=(--prepare "sh -c '$b --root $root delete -f $id 2>/dev/null; $b --root $root create --bundle $work/sleep $id'"); cmds+=("$b --root $root delete -f $id");;
+      create) preps+=(--prepare "$b --root $root delete -f $id"); cmds+=(-n "$r" "$b --root $root create --bundle $work/sleep $id");;
+      start)  preps+=(--prepare "sh -c '$b --root $root delete -f $id 2>/dev/null; $b --root $root create --bundle $work/sleep $id'"); cmds+=(-n "$r" "$b --root $root start $id");;
+      delete) preps+=(--prepare "sh -c '$b --root $root delete -f $id 2>/dev/null; $b --root $root create --bundle $work/sleep $id'"); cmds+=(-n "$r" "$b --root $root delete -f $id");;
     esac
   done
   # hyperfine takes one --prepare per command, in order
-  hyperfine -N --warmup 3 --runs $((runs / 2)) -i --export-markdown "$work/$step.md" "${preps[@]}" "${cmds[@]}" >/dev/null 2>&1 || true
-  echo "### $step"; cat "$work/$step.md"
+  hyperfine -N --warmup 3 --runs $((runs / 2)) -i --export-json "$work/$step.json" "${preps[@]}" "${cmds[@]}" >/dev/null 2>&1 || true
+  echo "### $step"; medians "$work/$step.json"
   for r in "${rts[@]}"; do rt_cmd $r delete -f step-$r >/dev/null 2>&1 || true; done
 done
 
