@@ -164,6 +164,31 @@ impl Client {
         body: ReqBody,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>, ClientError> {
+        self.send_with(method, path_and_query, body, content_type, false)
+            .await
+    }
+
+    /// Send asking for a connection upgrade (`Upgrade: tcp`, attach and exec start); the
+    /// caller takes the raw stream with `hyper::upgrade::on` after a 101.
+    pub async fn upgrade(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let ct = body.as_ref().map(|_| "application/json");
+        self.send_with(method, path_and_query, ReqBody::Full(body), ct, true)
+            .await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: ReqBody,
+        content_type: Option<&str>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, ClientError> {
         let mut b = Request::builder()
             .method(method)
             .uri(path_and_query)
@@ -174,6 +199,9 @@ impl Client {
             );
         if let Some(ct) = content_type {
             b = b.header("Content-Type", ct);
+        }
+        if upgrade {
+            b = b.header("Connection", "Upgrade").header("Upgrade", "tcp");
         }
         let req = b.body(body).map_err(|e| ClientError::Host(e.to_string()))?;
         let connect_err = |source| ClientError::Connect {
@@ -217,7 +245,7 @@ impl Client {
     {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let _ = conn.with_upgrades().await;
         });
         Ok(sender.send_request(req).await?)
     }

@@ -14,7 +14,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use client::{Client, Target, TlsPaths};
+use commands::container::{CreateArgs, ExecArgs, LogsArgs, PsArgs, RunArgs};
 use commands::events::EventsArgs;
+use commands::image::{ImageCmd, ImagesArgs, LoadArgs, PullArgs, RmiArgs, SaveArgs};
 use commands::volume::VolumeCmd;
 
 /// A docker-compatible container engine client.
@@ -64,6 +66,101 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VolumeCmd,
     },
+    /// Manage images
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push { name: String },
+    /// List images
+    Images(ImagesArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag { source: String, target: String },
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Save one or more images to a tar archive
+    Save(SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Show the history of an image
+    History { name: String },
+    /// Create and run a new container from an image
+    Run(RunArgs),
+    /// Create a new container
+    Create(CreateArgs),
+    /// Start one or more stopped containers
+    Start {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Attach STDOUT/STDERR
+        #[arg(short, long)]
+        attach: bool,
+    },
+    /// List containers
+    Ps(PsArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Return low-level information on containers or images
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        /// Only inspect objects of this type (container or image)
+        #[arg(long = "type")]
+        kind: Option<String>,
+    },
+    /// Stop one or more running containers
+    Stop {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Seconds to wait before killing the container
+        #[arg(short = 't', long = "time")]
+        time: Option<i64>,
+        /// Signal to send
+        #[arg(short = 's', long)]
+        signal: Option<String>,
+    },
+    /// Kill one or more running containers
+    Kill {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+    },
+    /// Remove one or more containers
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Force the removal of a running container (uses SIGKILL)
+        #[arg(short, long)]
+        force: bool,
+        /// Remove anonymous volumes associated with the container
+        #[arg(short, long)]
+        volumes: bool,
+    },
+    /// Restart one or more containers
+    Restart {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[arg(short = 't', long = "time")]
+        time: Option<i64>,
+    },
+    /// Pause all processes within one or more containers
+    Pause {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Unpause all processes within one or more containers
+    Unpause {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Execute a command in a running container
+    Exec(ExecArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,28 +230,132 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<bool> {
+fn code(ok: bool) -> i32 {
+    if ok {
+        0
+    } else {
+        1
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    use commands::container as c;
+    use hyper::Method;
     let client = connect(&cli).await?;
+    let flag = |b: bool| if b { "1".to_string() } else { String::new() };
     match cli.cmd {
         Cmd::Version { format } => commands::system::version(&client, format.as_deref())
             .await
-            .map(|()| true),
+            .map(|()| 0),
         Cmd::Info { format }
         | Cmd::System {
             cmd: SystemCmd::Info { format },
         } => commands::system::info(&client, format.as_deref())
             .await
-            .map(|()| true),
+            .map(|()| 0),
         Cmd::Events(a)
         | Cmd::System {
             cmd: SystemCmd::Events(a),
-        } => commands::events::run(&client, &a).await.map(|()| true),
+        } => commands::events::run(&client, &a).await.map(|()| 0),
         Cmd::System {
             cmd: SystemCmd::Df { verbose, format },
         } => commands::system::df(&client, verbose, format.as_deref())
             .await
-            .map(|()| true),
-        Cmd::Volume { cmd } => commands::volume::run(&client, cmd).await,
+            .map(|()| 0),
+        Cmd::Volume { cmd } => commands::volume::run(&client, cmd).await.map(code),
+        Cmd::Image { cmd } => commands::image::run(&client, cmd).await.map(code),
+        Cmd::Pull(a) => commands::image::run(&client, ImageCmd::Pull(a))
+            .await
+            .map(code),
+        Cmd::Push { name } => commands::image::run(&client, ImageCmd::Push { name })
+            .await
+            .map(code),
+        Cmd::Images(a) => commands::image::run(&client, ImageCmd::Ls(a))
+            .await
+            .map(code),
+        Cmd::Tag { source, target } => {
+            commands::image::run(&client, ImageCmd::Tag { source, target })
+                .await
+                .map(code)
+        }
+        Cmd::Rmi(a) => commands::image::run(&client, ImageCmd::Rm(a))
+            .await
+            .map(code),
+        Cmd::Save(a) => commands::image::run(&client, ImageCmd::Save(a))
+            .await
+            .map(code),
+        Cmd::Load(a) => commands::image::run(&client, ImageCmd::Load(a))
+            .await
+            .map(code),
+        Cmd::History { name } => commands::image::run(&client, ImageCmd::History { name })
+            .await
+            .map(code),
+        Cmd::Run(a) => c::run(&client, a).await,
+        Cmd::Create(a) => c::create_cmd(&client, a).await.map(code),
+        Cmd::Start { names, attach } => c::start(&client, &names, attach).await,
+        Cmd::Ps(a) => c::ps(&client, a).await.map(code),
+        Cmd::Logs(a) => c::logs(&client, a).await.map(code),
+        Cmd::Inspect {
+            names,
+            format,
+            kind,
+        } => c::inspect(&client, &names, format.as_deref(), kind.as_deref())
+            .await
+            .map(code),
+        Cmd::Stop {
+            names,
+            time,
+            signal,
+        } => c::each(&client, &names, Method::POST, |n| {
+            format!(
+                "/containers/{n}/stop{}",
+                client::query(&[
+                    ("t", time.map(|t| t.to_string()).unwrap_or_default()),
+                    ("signal", signal.clone().unwrap_or_default()),
+                ])
+            )
+        })
+        .await
+        .map(code),
+        Cmd::Kill { names, signal } => c::each(&client, &names, Method::POST, |n| {
+            format!(
+                "/containers/{n}/kill{}",
+                client::query(&[("signal", signal.clone())])
+            )
+        })
+        .await
+        .map(code),
+        Cmd::Rm {
+            names,
+            force,
+            volumes,
+        } => c::each(&client, &names, Method::DELETE, |n| {
+            format!(
+                "/containers/{n}{}",
+                client::query(&[("force", flag(force)), ("v", flag(volumes))])
+            )
+        })
+        .await
+        .map(code),
+        Cmd::Restart { names, time } => c::each(&client, &names, Method::POST, |n| {
+            format!(
+                "/containers/{n}/restart{}",
+                client::query(&[("t", time.map(|t| t.to_string()).unwrap_or_default())])
+            )
+        })
+        .await
+        .map(code),
+        Cmd::Pause { names } => c::each(&client, &names, Method::POST, |n| {
+            format!("/containers/{n}/pause")
+        })
+        .await
+        .map(code),
+        Cmd::Unpause { names } => c::each(&client, &names, Method::POST, |n| {
+            format!("/containers/{n}/unpause")
+        })
+        .await
+        .map(code),
+        Cmd::Exec(a) => c::exec(&client, a).await,
     }
 }
 
@@ -171,8 +372,7 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(run(cli)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
         Err(e)
             if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
@@ -193,6 +393,28 @@ fn main() -> ExitCode {
             }
             eprintln!("{msg}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "berth", "run", "--rm", "-e", "A=1", "busybox", "sh", "-c", "exit 3",
+        ])
+        .expect("parse run");
+        match c.cmd {
+            Cmd::Run(r) => {
+                assert!(r.create.rm);
+                assert_eq!(r.create.cmd, vec!["sh", "-c", "exit 3"]);
+            }
+            other => panic!("parsed as {other:?}"),
         }
     }
 }

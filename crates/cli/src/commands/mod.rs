@@ -17,7 +17,9 @@ macro_rules! out {
     }};
 }
 
+pub mod container;
 pub mod events;
+pub mod image;
 pub mod system;
 pub mod volume;
 
