@@ -1,0 +1,245 @@
+//! `berth` container and image commands against a real berthd and a local registry on
+//! 127.0.0.1: pull, images, run (--rm, exit codes, -i stdin, -e/-w/-u, limits, --read-only),
+//! -d/ps/logs/exec/inspect/stop/rm, save → rmi → load, and the `run --rm` latency.
+
+#[path = "../../daemon/tests/support/fixture.rs"]
+mod fixture;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fixture::{ensure_siblings, have, Cleanup, Registry};
+
+struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(reg: &Registry) -> Daemon {
+        let berth = PathBuf::from(env!("CARGO_BIN_EXE_berth"));
+        ensure_siblings(&berth);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = std::fs::File::create(dir.path().join("berthd.log")).expect("log");
+        let child = Command::new(berth.with_file_name("berthd"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.path().join("b.sock").display()))
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--default-registry")
+            .arg(format!("127.0.0.1:{}", reg.port))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berthd");
+        let d = Daemon { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(d.dir.path().join("b.sock")).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not start: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    fn berth(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.arg("-H")
+            .arg(format!(
+                "unix://{}",
+                self.dir.path().join("b.sock").display()
+            ))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = c.spawn().expect("spawn berth");
+        if let Some(data) = stdin {
+            use std::io::Write;
+            let mut i = child.stdin.take().expect("stdin");
+            i.write_all(data).expect("write stdin");
+        }
+        child.wait_with_output().expect("berth output")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args, None);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({}): {}\nberthd log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn berth_runs_containers_from_pulled_images() {
+    for bin in ["docker-registry", "umoci", "skopeo", "jq"] {
+        if !have(bin) {
+            println!("SKIP: {bin} is not installed");
+            return;
+        }
+    }
+    let reg = Registry::start();
+    let d = Daemon::start(&reg);
+    let _cleanup = Cleanup {
+        data_root: d.dir.path().join("data"),
+        exec_root: d.dir.path().join("exec"),
+    };
+
+    d.ok(&["pull", "busybox"]);
+    let ids = d.ok(&["images", "-q"]);
+    assert_eq!(ids.lines().count(), 1, "{ids}");
+    let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(images.trim(), "busybox:latest");
+
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        d.ok(&["run", "--rm", "busybox", "true"]);
+        best = best.min(t.elapsed());
+    }
+    println!("berth run --rm busybox true: best of 3 {best:?}");
+    let out = d.berth(
+        &["run", "--rm", "busybox", "sh", "-c", "echo err >&2; exit 5"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    let out = d.berth(
+        &["run", "-i", "--rm", "busybox", "cat"],
+        Some(b"from stdin\n"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from stdin\n");
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/tmp",
+            "-u",
+            "1000:1000",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $FOO $(pwd) $(id -u):$(id -g)",
+        ]),
+        "bar /tmp 1000:1000\n"
+    );
+    let out = d.berth(
+        &[
+            "run",
+            "--rm",
+            "--read-only",
+            "--memory",
+            "32m",
+            "--pids-limit",
+            "20",
+            "busybox",
+            "sh",
+            "-c",
+            "touch /x",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only"),
+        "{out:?}"
+    );
+    let caps = d.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert!(caps.contains("0000000000000000"), "{caps}");
+
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; exec sleep 30",
+    ]);
+    let ps = d.ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
+    assert_eq!(ps.trim(), "bg running");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.ok(&["logs", "bg"]) != "up\n" {
+        assert!(Instant::now() < deadline, "no log line");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(d.ok(&["exec", "bg", "echo", "in"]), "in\n");
+    assert_eq!(
+        d.berth(&["exec", "bg", "sh", "-c", "exit 6"], None)
+            .status
+            .code(),
+        Some(6)
+    );
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "bg"]).trim(),
+        "running"
+    );
+    d.ok(&["kill", "bg"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.ok(&["inspect", "-f", "{{.State.Status}}", "bg"]).trim() != "exited" {
+        assert!(Instant::now() < deadline, "kill did not end the container");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "bg"]).trim(),
+        "137"
+    );
+    d.ok(&["rm", "bg"]);
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
+
+    // save → rmi → load keeps the image id
+    let tar = d.dir.path().join("bb.tar");
+    d.ok(&["save", "-o", tar.to_str().expect("utf-8"), "busybox"]);
+    d.ok(&["rmi", "busybox"]);
+    assert_eq!(d.ok(&["images", "-q"]).trim(), "");
+    let loaded = d.ok(&["load", "-i", tar.to_str().expect("utf-8")]);
+    assert!(loaded.contains("busybox:latest"), "{loaded}");
+    assert_eq!(d.ok(&["images", "-q"]), ids);
+    assert_eq!(
+        d.ok(&["run", "--rm", "busybox", "cat", "/etc/berth-fixture"]),
+        "berth registry fixture\n"
+    );
+    let missing = d.berth(&["run", "--rm", "nosuchimage"], None);
+    assert!(!missing.status.success());
+}
