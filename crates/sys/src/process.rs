@@ -276,6 +276,53 @@ pub fn set_child_subreaper() -> nix::Result<()> {
     Errno::result(ret).map(drop)
 }
 
+/// Gives the process a clean signal state for the program it is about to exec: every catchable
+/// signal back to its default action and an empty signal mask. Ignored dispositions and the mask
+/// survive execve, and the Rust runtime ignores SIGPIPE (glibc's posix_spawn in a parent may leave
+/// 32/33 ignored too); runc and crun reset them the same way, so a container's `yes | head` dies of
+/// SIGPIPE as it would anywhere else.
+pub fn reset_signals_for_exec() {
+    /// The kernel's `struct sigaction` for rt_sigaction(2) (x86_64 layout; no restorer needed
+    /// for SIG_DFL).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads `dfl` (a valid, live struct of the kernel's layout) and
+        // writes nothing (old action pointer is null). The raw syscall, unlike glibc's wrapper,
+        // also resets 32/33, which glibc reserves but an ignoring parent can leave SIG_IGN.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    // Failing to unblock can only mean an invalid `how`, which this call doesn't pass.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,6 +65,7 @@ impl Command {
 
     /// execve; returns only on failure.
     pub fn exec(&self) -> CommandError {
+        berth_sys::process::reset_signals_for_exec();
         let err = match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
             Err(e) => e,
             Ok(never) => match never {},
