@@ -103,6 +103,19 @@ fn containerd_shim_drives_berth_runtime() {
             ]))
             .code(4);
             assert_eq!(o.stdout, "in-exec\n", "{o}");
+            let exec_t = c.cmd(&[
+                "task",
+                "exec",
+                "-t",
+                "--exec-id",
+                "e2",
+                "t3",
+                "sh",
+                "-c",
+                "tty; exit 5",
+            ]);
+            let o = run(&mut in_pty(&exec_t)).code(5);
+            assert!(o.stdout.contains("/dev/pts/"), "{o}");
             run(&mut c.cmd(&["task", "pause", "t3"])).ok();
             assert_eq!(c.task_status("t3").as_deref(), Some("PAUSED"));
             assert_eq!(cg("freezer", "freezer.state"), "FROZEN");

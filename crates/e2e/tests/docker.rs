@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    can_run, in_pty, poll, read_trim, run, runtime_bin, start_containerd, Scratch, Steps, IMAGE,
+    can_run, in_pty, poll, read_trim, run, run_input, runtime_bin, start_containerd, Scratch,
+    Steps, IMAGE, LIMIT,
 };
 
 /// The docker CLI against the private dockerd.
@@ -107,6 +108,11 @@ fn dockerd_drives_berth_runtime() {
     st.step("exit code 3 passes through", || {
         run(&mut d.run_cmd(&["--rm", IMAGE, "sh", "-c", "exit 3"])).code(3);
     });
+    st.step("-i passes stdin through to EOF", || {
+        let mut cmd = d.run_cmd(&["--rm", "-i", IMAGE, "sh", "-c", "cat; echo eof"]);
+        let o = run_input(&mut cmd, Some(b"abc\n"), LIMIT).ok();
+        assert_eq!(o.stdout, "abc\neof\n", "{o}");
+    });
     st.step("-d --memory 64m, exec, stop, logs", || {
         let script = "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done";
         let o = run(&mut d.run_cmd(&[
@@ -118,6 +124,39 @@ fn dockerd_drives_berth_runtime() {
         assert_eq!(mem, "67108864");
         let o = run(&mut d.cmd(&["exec", "svc", "sh", "-c", "echo in-exec; exit 4"])).code(4);
         assert_eq!(o.stdout, "in-exec\n", "{o}");
+        // exec with its own user, cwd and env (runc exec --process), stdin, and a terminal.
+        let o = run(&mut d.cmd(&[
+            "exec",
+            "-u",
+            "65534",
+            "-w",
+            "/tmp",
+            "-e",
+            "X=1",
+            "svc",
+            "sh",
+            "-c",
+            "id -u; pwd; echo $X",
+        ]))
+        .ok();
+        assert_eq!(o.stdout, "65534\n/tmp\n1\n", "{o}");
+        let o = run_input(
+            &mut d.cmd(&["exec", "-i", "svc", "cat"]),
+            Some(b"xyz"),
+            LIMIT,
+        )
+        .ok();
+        assert_eq!(o.stdout, "xyz", "{o}");
+        let o = run(&mut in_pty(&d.cmd(&[
+            "exec",
+            "-t",
+            "svc",
+            "sh",
+            "-c",
+            "tty; exit 5",
+        ])))
+        .code(5);
+        assert!(o.stdout.contains("/dev/pts/"), "{o}");
         let o = run(&mut d.cmd(&["stop", "-t", "10", "svc"])).ok();
         assert!(
             o.took.as_secs() < 5,

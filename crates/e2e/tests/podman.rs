@@ -9,7 +9,10 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{can_run, hard_limit, in_pty, read_trim, run, runtime_bin, Scratch, Steps, IMAGE};
+use common::{
+    can_run, hard_limit, in_pty, read_trim, run, run_input, runtime_bin, Scratch, Steps, IMAGE,
+    LIMIT,
+};
 use nix::sys::resource::Resource;
 
 /// podman pointed at the scratch dir.
@@ -103,6 +106,11 @@ fn podman_drives_berth_runtime() {
     });
     st.step("exit code 3 passes through", || {
         run(&mut p.run_cmd(&["--rm", IMAGE, "sh", "-c", "exit 3"])).code(3);
+    });
+    st.step("-i passes stdin through to EOF", || {
+        let mut cmd = p.run_cmd(&["--rm", "-i", IMAGE, "sh", "-c", "cat; echo eof"]);
+        let o = run_input(&mut cmd, Some(b"abc\n"), LIMIT).ok();
+        assert_eq!(o.stdout, "abc\neof\n", "{o}");
     });
     st.step("--memory 64m --pids-limit 50 --cpus 0.5", || {
         let o = run(&mut p.run_cmd(&[

@@ -134,10 +134,20 @@ impl std::fmt::Display for Out {
 
 /// Runs `cmd` with stdin closed, killing it (by its PID) if it outlives `limit`.
 pub fn run_with(cmd: &mut Command, limit: Duration) -> Out {
+    run_input(cmd, None, limit)
+}
+
+/// Runs `cmd` with `input` on its stdin (then EOF), or stdin closed for `None`; kills it (by its
+/// PID) if it outlives `limit`.
+pub fn run_input(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Out {
     let line = format!("{cmd:?}").replace('"', "");
     let start = Instant::now();
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -149,6 +159,13 @@ pub fn run_with(cmd: &mut Command, limit: Duration) -> Out {
             String::from_utf8_lossy(&v).into_owned()
         })
     };
+    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&data);
+        });
+    }
     let out = reader(Box::new(child.stdout.take().expect("piped stdout")));
     let err = reader(Box::new(child.stderr.take().expect("piped stderr")));
     let status = loop {
@@ -171,9 +188,12 @@ pub fn run_with(cmd: &mut Command, limit: Duration) -> Out {
     }
 }
 
-/// Runs `cmd` with a 60 s deadline.
+/// How long one engine command may take.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `cmd` with the [`LIMIT`] deadline.
 pub fn run(cmd: &mut Command) -> Out {
-    run_with(cmd, Duration::from_secs(60))
+    run_with(cmd, LIMIT)
 }
 
 /// `cmd` run under `script` so it gets a pseudo-terminal as its stdin/stdout (for `-t`); the exit
