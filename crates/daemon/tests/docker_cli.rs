@@ -136,6 +136,19 @@ fn docker_cli_runs_containers_end_to_end() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(docker.ok(&["exec", "web", "echo", "hi"], &d), "hi\n");
+    if have("script") {
+        // exec -it: a terminal from the runtime's console socket, bridged both ways
+        let out = Command::new("script")
+            .args(["-qec", "docker exec -it web sh -c 'tty; exit 3'", "/dev/null"])
+            .env("DOCKER_HOST", &docker.host)
+            .env("DOCKER_CONFIG", docker.config.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("script");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("/dev/pts/"), "exec -it output: {text:?}");
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+    }
     let out = docker.run(&["exec", "web", "sh", "-c", "exit 4"]);
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     let st = docker.ok(

@@ -415,11 +415,7 @@ impl Images {
             };
             items.push(HistoryItem {
                 id: "<missing>".into(),
-                created: h
-                    .created
-                    .as_deref()
-                    .and_then(berth_api_time)
-                    .unwrap_or(0),
+                created: h.created.as_deref().and_then(berth_api_time).unwrap_or(0),
                 created_by: h.created_by.clone().unwrap_or_default(),
                 tags: vec![],
                 size,

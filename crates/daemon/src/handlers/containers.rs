@@ -617,7 +617,7 @@ pub async fn exec_start(
     let cfg: ExecStartConfig = http::read_json(req.into_body()).await?;
     let containers = engine.containers().clone();
     let exec = containers.exec_get(id)?;
-    let mut started = containers.exec_start(id, cfg.detach)?;
+    let mut started = containers.exec_start(id, cfg.detach).await?;
     let exec_id = exec.id.clone();
     if cfg.detach {
         tokio::spawn(async move {
@@ -627,6 +627,102 @@ pub async fn exec_start(
         return Ok(http::empty(StatusCode::OK));
     }
     let tty = started.tty || cfg.tty;
+    if let Some(pty) = started.pty.take() {
+        let Some(on_upgrade) = on_upgrade else {
+            return Err(ApiError::bad_request(
+                "exec with a TTY needs an upgraded connection (Upgrade: tcp)",
+            ));
+        };
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                let _ = started.child.start_kill();
+                let code = exit_code(started.child.wait().await);
+                containers.exec_finished(&exec_id, code);
+                return;
+            };
+            let (mut client_r, mut client_w) = tokio::io::split(TokioIo::new(upgraded));
+            let master = std::fs::File::from(pty);
+            let writer = master.try_clone();
+            // the pty master is read and written by two plain threads: blocking I/O on a
+            // character device, no unsafe registration with the reactor
+            let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut m = master;
+                let mut buf = vec![0u8; 16 << 10];
+                loop {
+                    match m.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if out_tx
+                                .blocking_send(Bytes::copy_from_slice(&buf[..n]))
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+            let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+            if let Ok(mut w) = writer {
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    while let Some(b) = in_rx.blocking_recv() {
+                        if w.write_all(&b).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            let input = tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 << 10];
+                loop {
+                    match client_r.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if in_tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+            let mut child = started.child;
+            loop {
+                tokio::select! {
+                    b = out_rx.recv() => match b {
+                        Some(b) => {
+                            if client_w.write_all(&b).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                    st = child.wait() => {
+                        // drain what the process wrote before it exited
+                        while let Ok(Some(b)) = tokio::time::timeout(
+                            std::time::Duration::from_millis(50),
+                            out_rx.recv(),
+                        )
+                        .await
+                        {
+                            let _ = client_w.write_all(&b).await;
+                        }
+                        containers.exec_finished(&exec_id, exit_code(st));
+                        let _ = client_w.shutdown().await;
+                        input.abort();
+                        return;
+                    }
+                }
+            }
+            let code = exit_code(child.wait().await);
+            containers.exec_finished(&exec_id, code);
+            let _ = client_w.shutdown().await;
+            input.abort();
+        });
+        return Ok(upgrade_response(true));
+    }
     let stdout = started.child.stdout.take();
     let stderr = started.child.stderr.take();
     let stdin = started.child.stdin.take();

@@ -37,6 +37,8 @@ impl Exec {
 pub struct Started {
     pub child: tokio::process::Child,
     pub tty: bool,
+    /// With a TTY: the pty master the runtime sent over the console socket.
+    pub pty: Option<std::os::fd::OwnedFd>,
 }
 
 impl Containers {
@@ -92,7 +94,7 @@ impl Containers {
     }
 
     /// Start an exec; with `detach` its stdio is /dev/null and it is reaped in the background.
-    pub fn exec_start(&self, id: &str, detach: bool) -> Result<Started, ContainerError> {
+    pub async fn exec_start(&self, id: &str, detach: bool) -> Result<Started, ContainerError> {
         let exec = self.exec_get(id)?;
         {
             let mut s = exec.state.lock().expect("exec lock poisoned");
@@ -155,17 +157,42 @@ impl Containers {
                 source,
             },
         )?;
+        let console = if c.tty && !detach {
+            // short path: a unix socket path is limited to 108 bytes
+            let path = self
+                .paths()
+                .exec_root
+                .join(format!("exec-{}.sock", &id[..16]));
+            let _ = std::fs::remove_file(&path);
+            let l = std::os::unix::net::UnixListener::bind(&path).map_err(|source| {
+                ContainerError::Io {
+                    id: rec.id.clone(),
+                    op: format!("bind console socket {}", path.display()),
+                    source,
+                }
+            })?;
+            Some((l, path))
+        } else {
+            None
+        };
         let mut cmd = tokio::process::Command::new(&self.paths().runtime);
         cmd.arg("--root")
             .arg(self.runtime_root_path())
             .arg("exec")
             .arg("--process")
-            .arg(&pfile)
-            .arg(&rec.id);
-        if detach {
+            .arg(&pfile);
+        if let Some((_, path)) = &console {
+            cmd.arg("--console-socket").arg(path);
+        }
+        cmd.arg(&rec.id);
+        if detach || console.is_some() {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null());
+                .stderr(if console.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                });
         } else {
             cmd.stdin(if c.attach_stdin {
                 Stdio::piped()
@@ -175,11 +202,46 @@ impl Containers {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         }
-        let child = cmd.spawn().map_err(|source| ContainerError::Io {
+        let mut child = cmd.spawn().map_err(|source| ContainerError::Io {
             id: rec.id.clone(),
             op: "run berth-runtime exec".into(),
             source,
         })?;
+        let mut pty = None;
+        if let Some((listener, path)) = console {
+            let got = tokio::task::spawn_blocking(move || {
+                listener.set_nonblocking(false)?;
+                let (conn, _) = listener.accept()?;
+                berth_sys::fdpass::recv_fd(std::os::fd::AsFd::as_fd(&conn))
+                    .map(|(fd, _)| fd)
+                    .map_err(std::io::Error::from)
+            });
+            let got = tokio::select! {
+                r = got => r.map_err(|e| std::io::Error::other(e.to_string())).and_then(|r| r),
+                st = child.wait() => Err(std::io::Error::other(format!("berth-runtime exec exited ({st:?}) before sending the terminal"))),
+            };
+            let _ = std::fs::remove_file(&path);
+            match got {
+                Ok(fd) => pty = Some(fd),
+                Err(e) => {
+                    let mut msg = e.to_string();
+                    if let Some(mut err) = child.stderr.take() {
+                        let mut s = String::new();
+                        let _ = tokio::io::AsyncReadExt::read_to_string(&mut err, &mut s).await;
+                        if !s.trim().is_empty() {
+                            msg = s.trim().to_string();
+                        }
+                    }
+                    let _ = child.start_kill();
+                    self.exec_finished(id, 126);
+                    return Err(ContainerError::Runtime {
+                        id: rec.id.clone(),
+                        op: "exec",
+                        message: msg,
+                    });
+                }
+            }
+        }
         {
             let mut s = exec.state.lock().expect("exec lock poisoned");
             s.pid = child.id().map(i64::from).unwrap_or(0);
@@ -189,7 +251,11 @@ impl Containers {
             &rec,
             &[("execID", id.to_string())],
         );
-        Ok(Started { child, tty: c.tty })
+        Ok(Started {
+            child,
+            tty: c.tty,
+            pty,
+        })
     }
 
     /// Record how an exec ended.
