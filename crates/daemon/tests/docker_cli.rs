@@ -139,7 +139,11 @@ fn docker_cli_runs_containers_end_to_end() {
     if have("script") {
         // exec -it: a terminal from the runtime's console socket, bridged both ways
         let out = Command::new("script")
-            .args(["-qec", "docker exec -it web sh -c 'tty; exit 3'", "/dev/null"])
+            .args([
+                "-qec",
+                "docker exec -it web sh -c 'tty; exit 3'",
+                "/dev/null",
+            ])
             .env("DOCKER_HOST", &docker.host)
             .env("DOCKER_CONFIG", docker.config.path())
             .stdin(Stdio::null())
@@ -267,6 +271,72 @@ fn docker_cli_runs_containers_end_to_end() {
     );
     assert_eq!(st.trim(), "exited 7");
     docker.ok(&["rm", "survivor"], &d);
+
+    // bad input: right status, clear message, nothing half-created
+    let before = std::fs::read_dir(d.data_root.join("containers"))
+        .expect("containers dir")
+        .count();
+    let create = |name: &str, body: &str| {
+        d.request(
+            "POST",
+            &format!("/v1.47/containers/create?name={name}"),
+            Some(body.as_bytes()),
+        )
+    };
+    let ok_body = format!(r#"{{"Image":"{image}","Cmd":["true"]}}"#);
+    let r = create("badjson", "{\"Image\":");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = create("bad%20name", &ok_body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("Invalid container name"), "{}", r.text());
+    let r = create("noimg", r#"{"Image":"nosuch:1","Cmd":["true"]}"#);
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("No such image"), "{}", r.text());
+    let r = create(
+        "nobind",
+        &format!(
+            r#"{{"Image":"{image}","HostConfig":{{"Mounts":[{{"Type":"bind","Source":"/nonexistent/berth","Target":"/x"}}]}}}}"#
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("does not exist"), "{}", r.text());
+    let r = create(
+        "badcap",
+        &format!(r#"{{"Image":"{image}","HostConfig":{{"CapAdd":["CAP_NOPE"]}}}}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = create(
+        "badvol",
+        &format!(r#"{{"Image":"{image}","HostConfig":{{"Binds":["v1:relative"]}}}}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        d.request("GET", "/v1.47/containers/nosuch/json", None)
+            .status,
+        404
+    );
+    assert_eq!(
+        d.request("POST", "/v1.47/containers/nosuch/start", None)
+            .status,
+        404
+    );
+    assert_eq!(
+        d.request("DELETE", "/v1.47/containers/nosuch", None).status,
+        404
+    );
+    assert_eq!(
+        d.request("GET", "/v1.47/exec/nosuch/json", None).status,
+        404
+    );
+    let after = std::fs::read_dir(d.data_root.join("containers"))
+        .expect("containers dir")
+        .count();
+    assert_eq!(before, after, "failed creates left directories behind");
+    let vols = docker.ok(&["volume", "ls", "-q"], &d);
+    assert!(
+        !vols.lines().any(|v| v == "v1"),
+        "failed create kept volume v1: {vols}"
+    );
 
     // an image in use can't be removed without -f; unused it can
     docker.ok(&["create", "--name", "holder", &image, "true"], &d);
