@@ -214,10 +214,72 @@ pub fn disk_usage(engine: &Engine, q: &Query) -> Result<Response<Body>, ApiError
             })
             .collect()
     });
+    let containers = engine.containers();
+    let records = containers
+        .list(&berth_engine::containers::ListOptions {
+            all: true,
+            ..Default::default()
+        })
+        .unwrap_or_default();
+    let images = engine.images();
+    let mut layers_size = 0i64;
+    let image_rows = want("image").then(|| {
+        let list = images.list().unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        for i in &list {
+            for c in i.chain_ids() {
+                if seen.insert(c.clone()) {
+                    layers_size += images.snapshots().size(&c).unwrap_or(0) as i64;
+                }
+            }
+        }
+        list.iter()
+            .map(|i| {
+                let id = i.id.to_string();
+                let used = records.iter().filter(|r| r.image_id == id).count();
+                serde_json::json!({
+                    "Id": id,
+                    "ParentId": "",
+                    "RepoTags": i.repo_tags.iter().map(|t| images.familiar(t)).collect::<Vec<_>>(),
+                    "RepoDigests": i.repo_digests.iter().map(|t| images.familiar(t)).collect::<Vec<_>>(),
+                    "Created": i.created.as_deref()
+                        .and_then(|c| berth_api::time::parse_timestamp(c).ok())
+                        .map(|t| t.unix_nanos() / 1_000_000_000).unwrap_or(0),
+                    "Size": i.size,
+                    "SharedSize": 0,
+                    "VirtualSize": i.size,
+                    "Labels": {},
+                    "Containers": used,
+                })
+            })
+            .collect()
+    });
+    let container_rows = want("container").then(|| {
+        records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "Id": r.id,
+                    "Names": [r.name],
+                    "Image": r.image,
+                    "ImageID": r.image_id,
+                    "Command": std::iter::once(r.path.clone()).chain(r.args.iter().cloned()).collect::<Vec<_>>().join(" "),
+                    "Created": berth_api::time::parse_timestamp(&r.created)
+                        .map(|t| t.unix_nanos() / 1_000_000_000).unwrap_or(0),
+                    "SizeRw": images.snapshots().usage(&r.id).unwrap_or(0),
+                    "SizeRootFs": 0,
+                    "State": r.state.status.as_str(),
+                    "Status": r.state.status.as_str(),
+                    "Labels": r.config.labels,
+                    "Mounts": r.mounts,
+                })
+            })
+            .collect()
+    });
     let du = DiskUsage {
-        layers_size: 0,
-        images: want("image").then(Vec::new),
-        containers: want("container").then(Vec::new),
+        layers_size,
+        images: image_rows,
+        containers: container_rows,
         volumes,
         build_cache: want("build-cache").then(Vec::new),
     };
