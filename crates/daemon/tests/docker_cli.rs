@@ -272,6 +272,56 @@ fn docker_cli_runs_containers_end_to_end() {
     assert_eq!(st.trim(), "exited 7");
     docker.ok(&["rm", "survivor"], &d);
 
+    // restart policy: on-failure:2 restarts twice, then stays exited
+    docker.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "flaky",
+            "--restart",
+            "on-failure:2",
+            &image,
+            "sh",
+            "-c",
+            "echo run; exit 1",
+        ],
+        &d,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = docker.ok(
+            &[
+                "inspect",
+                "-f",
+                "{{.RestartCount}} {{.State.Status}}",
+                "flaky",
+            ],
+            &d,
+        );
+        if st.trim() == "2 exited" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "restart policy: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let st = docker.ok(
+        &[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.ExitCode}}",
+            "flaky",
+        ],
+        &d,
+    );
+    assert_eq!(st.trim(), "2 1");
+    assert_eq!(
+        docker.ok(&["logs", "--tail", "2", "flaky"], &d),
+        "run\nrun\n"
+    );
+    docker.ok(&["rm", "flaky"], &d);
+
     // bad input: right status, clear message, nothing half-created
     let before = std::fs::read_dir(d.data_root.join("containers"))
         .expect("containers dir")
