@@ -135,6 +135,15 @@ fn containerd_shim_drives_berth_runtime() {
             );
         },
     );
+    st.step(
+        "a failed create reports the runtime's error (--log json read by the shim)",
+        || {
+            let o = run(&mut c.run_cmd("t5", &["--rm"], &["/nonexistent"]));
+            assert_ne!(o.code, Some(0), "{o}");
+            assert!(o.stderr.contains("/nonexistent"), "{o}");
+            let _ = run(&mut c.cmd(&["containers", "rm", "t5"]));
+        },
+    );
     st.step("-t gets a terminal through --console-socket", || {
         let cmd = c.run_cmd(
             "t4",

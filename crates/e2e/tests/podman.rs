@@ -107,6 +107,19 @@ fn podman_drives_berth_runtime() {
     st.step("exit code 3 passes through", || {
         run(&mut p.run_cmd(&["--rm", IMAGE, "sh", "-c", "exit 3"])).code(3);
     });
+    st.step(
+        "exec errors map to 127/126 (the engine reads the runtime's message)",
+        || {
+            for (cmd, code) in [
+                ("/nonexistent", 127),
+                ("nosuchcmd", 127),
+                ("/etc/passwd", 126),
+            ] {
+                let o = run(&mut p.run_cmd(&["--rm", IMAGE, cmd])).code(code);
+                assert!(o.stderr.contains(cmd), "{o}");
+            }
+        },
+    );
     st.step("-i passes stdin through to EOF", || {
         let mut cmd = p.run_cmd(&["--rm", "-i", IMAGE, "sh", "-c", "cat; echo eof"]);
         let o = run_input(&mut cmd, Some(b"abc\n"), LIMIT).ok();
