@@ -388,6 +388,49 @@ fn docker_cli_runs_containers_end_to_end() {
         "failed create kept volume v1: {vols}"
     );
 
+    // docker-py (Debian's python3-docker) drives the same endpoints its own way
+    let py_ok = Command::new("python3")
+        .args(["-c", "import docker"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if py_ok {
+        let script = format!(
+            r#"
+import docker
+c = docker.DockerClient(base_url="{host}")
+assert c.containers.run("{image}", "echo hi-py", remove=True) == b"hi-py\n"
+ct = c.containers.run("{image}", ["sh", "-c", "echo bg; exec sleep 20"], detach=True, name="pyc")
+assert c.containers.get("pyc").status == "running"
+r = ct.exec_run("echo exec-py")
+assert (r.exit_code, r.output) == (0, b"exec-py\n"), r
+ct.kill()
+assert ct.wait()["StatusCode"] == 137
+assert ct.logs() == b"bg\n"
+ct.remove()
+try:
+    c.containers.run("{image}", "sh -c 'exit 3'", remove=True)
+    raise SystemExit("no ContainerError")
+except docker.errors.ContainerError as e:
+    assert e.exit_status == 3
+print("docker-py ok")
+"#,
+            host = d.host(),
+        );
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "docker-py: {}{}\nberthd log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+    } else {
+        println!("SKIP: docker-py (python3-docker) is not installed");
+    }
+
     // an image in use can't be removed without -f; unused it can
     docker.ok(&["create", "--name", "holder", &image, "true"], &d);
     let rmi = docker.run(&["rmi", &image]);

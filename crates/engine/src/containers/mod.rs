@@ -930,6 +930,16 @@ impl Containers {
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "default".into();
         }
+        if host_config
+            .log_config
+            .as_ref()
+            .is_none_or(|l| l.kind.is_empty())
+        {
+            host_config.log_config = Some(berth_api::container::LogConfig {
+                kind: "json-file".into(),
+                config: Some(HashMap::new()),
+            });
+        }
         let rec = Record {
             id: id.to_string(),
             name: name.to_string(),
