@@ -431,6 +431,62 @@ print("docker-py ok")
         println!("SKIP: docker-py (python3-docker) is not installed");
     }
 
+    // docker-compose 1.29: two services, a shared named volume, a completion dependency
+    // (network_mode none: berth has no container networks yet)
+    if have("docker-compose") {
+        let proj = tempfile::tempdir().expect("compose dir");
+        std::fs::write(
+            proj.path().join("docker-compose.yml"),
+            format!(
+                r#"version: "2.4"
+services:
+  init:
+    image: {image}
+    network_mode: none
+    command: sh -c "echo seeded > /data/f"
+    volumes: [shared:/data]
+  app:
+    image: {image}
+    network_mode: none
+    command: cat /data/f
+    volumes: [shared:/data]
+    depends_on:
+      init:
+        condition: service_completed_successfully
+volumes:
+  shared: {{}}
+"#
+            ),
+        )
+        .expect("compose file");
+        let compose = |args: &[&str]| {
+            Command::new("docker-compose")
+                .args(["-p", "berthtest"])
+                .args(args)
+                .current_dir(proj.path())
+                .env("DOCKER_HOST", &docker.host)
+                .env("DOCKER_CONFIG", docker.config.path())
+                .stdin(Stdio::null())
+                .output()
+                .expect("docker-compose")
+        };
+        let up = compose(&["up", "--no-color"]);
+        let text = String::from_utf8_lossy(&up.stdout);
+        assert!(
+            up.status.success(),
+            "compose up: {text}{}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        assert!(text.contains("seeded"), "compose up output: {text}");
+        let down = compose(&["down", "-v"]);
+        assert!(down.status.success(), "compose down: {down:?}");
+        assert_eq!(docker.ok(&["ps", "-aq"], &d).trim(), "");
+        let vols = docker.ok(&["volume", "ls", "-q"], &d);
+        assert!(!vols.contains("berthtest_shared"), "{vols}");
+    } else {
+        println!("SKIP: docker-compose is not installed");
+    }
+
     // an image in use can't be removed without -f; unused it can
     docker.ok(&["create", "--name", "holder", &image, "true"], &d);
     let rmi = docker.run(&["rmi", &image]);
