@@ -216,6 +216,23 @@ fn docker_cli_runs_containers_end_to_end() {
         "kept\n"
     );
     docker.ok(&["volume", "rm", "keep"], &d);
+    // a new volume over image content starts with a copy of it (docker's copy-up)
+    assert_eq!(
+        docker.ok(
+            &[
+                "run",
+                "--rm",
+                "-v",
+                "seeded:/etc",
+                &image,
+                "cat",
+                "/etc/berth-fixture"
+            ],
+            &d
+        ),
+        "berth registry fixture\n"
+    );
+    docker.ok(&["volume", "rm", "seeded"], &d);
 
     // --network none has only loopback; an unsupported network is a clear error
     let links = docker.ok(

@@ -868,6 +868,10 @@ impl Containers {
                 id: id.to_string(),
                 source,
             })?;
+        // like docker: an empty volume mounted where the image has files starts with a copy
+        for m in mounts.iter().filter(|m| m.kind == "volume") {
+            seed_volume(&rootfs.path, &m.destination, &m.source);
+        }
         let init = Path::new("/usr/bin/docker-init");
         let spec_json = spec::build(
             &image_config,
@@ -1709,6 +1713,39 @@ impl Containers {
 
     pub(crate) fn publish_event(&self, action: &str, rec: &Record, extra: &[(&str, String)]) {
         self.publish(action, rec, extra);
+    }
+}
+
+/// Copy the image's content at `dest` (inside `rootfs`) into the empty volume dir `volume`,
+/// keeping modes and owners. Symlinks on the way are not followed out of the rootfs: the
+/// path is resolved component by component and must stay a real directory.
+fn seed_volume(rootfs: &Path, dest: &str, volume: &Path) {
+    let mut src = rootfs.to_path_buf();
+    for c in Path::new(dest).components() {
+        if let std::path::Component::Normal(n) = c {
+            src.push(n);
+            match std::fs::symlink_metadata(&src) {
+                Ok(m) if m.is_dir() => {}
+                _ => return,
+            }
+        }
+    }
+    let empty = std::fs::read_dir(volume).is_ok_and(|mut d| d.next().is_none());
+    let has = std::fs::read_dir(&src).is_ok_and(|mut d| d.next().is_some());
+    if !empty || !has {
+        return;
+    }
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", src.display()))
+        .arg(volume)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            tracing::warn!(dest, error = %String::from_utf8_lossy(&o.stderr).trim(), "seeding volume")
+        }
+        Err(e) => tracing::warn!(dest, error = %e, "seeding volume"),
     }
 }
 
