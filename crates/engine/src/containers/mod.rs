@@ -1109,6 +1109,13 @@ impl Containers {
             r.stopped_by_user = false;
         }
         entry.phase.send_modify(|p| p.running = true);
+        // an attach that registered while the container was being started connects now
+        let late: Vec<AttachWaiter> =
+            std::mem::take(&mut *entry.attach_waiters.lock().expect("waiters lock poisoned"));
+        for w in late {
+            let (tx, _rx) = oneshot::channel();
+            let _ = w.send(tx);
+        }
         self.publish("start", &rec, &[]);
         self.spawn_monitor(entry.clone());
         Ok(())
@@ -1439,6 +1446,11 @@ impl Containers {
             .expect("container map lock poisoned")
             .remove(&id);
         self.publish("destroy", &rec, &[]);
+        entry
+            .attach_waiters
+            .lock()
+            .expect("waiters lock poisoned")
+            .clear();
         entry.phase.send_modify(|p| p.removed = true);
         Ok(())
     }
