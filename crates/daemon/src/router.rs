@@ -94,6 +94,8 @@ async fn route_docker(
         (&Method::DELETE, ["volumes", name]) => volumes::remove(engine, name, q),
         (&Method::POST, ["images", "create"]) => images::create(engine, q, req.headers()).await,
         (&Method::GET, ["images", "json"]) => images::list(engine, q),
+        (&Method::POST, ["images", "prune"]) => images::prune(engine, q),
+        (&Method::POST, ["containers", "prune"]) => containers::prune(engine, q).await,
         (&Method::GET, ["images", "get"]) => images::save(engine, q.all("names")),
         (&Method::POST, ["images", "load"]) => images::load(engine, req.into_body()).await,
         (&Method::GET, ["images", name @ .., "json"]) if !name.is_empty() => {

@@ -510,4 +510,13 @@ volumes:
     assert!(!rmi.status.success(), "{rmi:?}");
     docker.ok(&["rm", "holder"], &d);
     docker.ok(&["rmi", &image], &d);
+
+    // prune: stopped containers, then every unused image
+    docker.ok(&["create", "--name", "stale", "busybox", "true"], &d);
+    let out = docker.ok(&["container", "prune", "-f"], &d);
+    assert!(out.contains("Deleted Containers"), "{out}");
+    assert_eq!(docker.ok(&["ps", "-aq"], &d).trim(), "");
+    let out = docker.ok(&["image", "prune", "-af"], &d);
+    assert!(out.contains("Deleted"), "{out}");
+    assert_eq!(docker.ok(&["images", "-q"], &d).trim(), "");
 }

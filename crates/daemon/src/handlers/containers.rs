@@ -780,3 +780,53 @@ pub async fn exec_start(
     });
     Ok(upgrade_response(tty))
 }
+
+/// `POST /containers/prune?filters=`: removes stopped containers (filters `label`, `label!`,
+/// `until`).
+pub async fn prune(engine: &Arc<Engine>, q: &Query) -> Result<Response<Body>, ApiError> {
+    let filters = Filters::parse(q.get("filters").unwrap_or(""))?;
+    filters.validate(&["label", "label!", "until"])?;
+    let until = match filters.get("until").first() {
+        Some(u) => Some(
+            berth_api::time::parse_client_time(u, berth_api::time::Timestamp::now())
+                .map_err(|e| ApiError::bad_request(format!("invalid until {u:?}: {e}")))?
+                .unix_nanos(),
+        ),
+        None => None,
+    };
+    let c = engine.containers();
+    let recs = c.list(&ListOptions {
+        all: true,
+        ..ListOptions::default()
+    })?;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for r in recs {
+        if r.state.status.is_alive() {
+            continue;
+        }
+        let labels = r.config.labels.clone().unwrap_or_default();
+        if filters.contains("label") && !filters.labels_match("label", &labels) {
+            continue;
+        }
+        if filters.contains("label!") && filters.labels_match("label!", &labels) {
+            continue;
+        }
+        if let Some(u) = until {
+            let created = berth_api::time::parse_timestamp(&r.created)
+                .map(|t| t.unix_nanos())
+                .unwrap_or(0);
+            if created >= u {
+                continue;
+            }
+        }
+        reclaimed += engine.images().snapshots().usage(&r.id).unwrap_or(0);
+        if c.remove(&r.id, false, false).await.is_ok() {
+            deleted.push(r.id.clone());
+        }
+    }
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}),
+    ))
+}

@@ -417,6 +417,48 @@ pub async fn load(engine: &Arc<Engine>, body: Incoming) -> Result<Response<Body>
         .expect("static headers are valid"))
 }
 
+/// `POST /images/prune?filters=`: removes dangling images (with `dangling=false`, every image
+/// no container uses).
+pub fn prune(engine: &Arc<Engine>, q: &Query) -> Result<Response<Body>, ApiError> {
+    let filters = Filters::parse(q.get("filters").unwrap_or(""))?;
+    filters.validate(&["dangling", "label", "until"])?;
+    let all = filters.bool_value("dangling")? == Some(false);
+    let images = engine.images();
+    let containers = engine.containers().clone();
+    let mut deleted: Vec<DeleteItem> = Vec::new();
+    let mut reclaimed = 0u64;
+    for rec in images.list()? {
+        if !all && !rec.repo_tags.is_empty() {
+            continue;
+        }
+        let id = rec.id.to_string();
+        if containers.using_image(&id).is_some() {
+            continue;
+        }
+        let labels = labels_of(engine, &rec);
+        if filters.contains("label") && !filters.labels_match("label", &labels) {
+            continue;
+        }
+        if let Ok(items) = images.remove(&id, true, &|_| None) {
+            reclaimed += rec.size;
+            deleted.extend(items.into_iter().map(|d| match d {
+                Deleted::Untagged(t) => DeleteItem {
+                    untagged: Some(t),
+                    deleted: None,
+                },
+                Deleted::Deleted(x) => DeleteItem {
+                    untagged: None,
+                    deleted: Some(x),
+                },
+            }));
+        }
+    }
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"ImagesDeleted": deleted, "SpaceReclaimed": reclaimed}),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
