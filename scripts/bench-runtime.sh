@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-100}
-cargo build --release -q -p berth-runtime
-berth=$PWD/target/release/berth-runtime
+scripts/build-dist.sh >/dev/null   # the shipped, static berth-runtime
+berth=${CARGO_TARGET_DIR:-$PWD/target}/dist/berth-runtime
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 trap 'for r in crun runc berth; do for id in $(ls "$work/root-$r" 2>/dev/null); do rt_cmd $r delete -f "$id" >/dev/null 2>&1 || true; done; done; rm -rf "$work"' EXIT
 scripts/make-busybox-bundle.sh "$work/true" -- /bin/true >/dev/null
