@@ -504,6 +504,34 @@ volumes:
         println!("SKIP: docker-compose is not installed");
     }
 
+    // after a reboot the rootfs overlay is gone: start mounts it again
+    docker.ok(
+        &[
+            "create",
+            "--name",
+            "rebooted",
+            &image,
+            "cat",
+            "/etc/berth-fixture",
+        ],
+        &d,
+    );
+    let merged = docker.ok(
+        &[
+            "inspect",
+            "-f",
+            "{{.GraphDriver.Data.MergedDir}}",
+            "rebooted",
+        ],
+        &d,
+    );
+    nix::mount::umount2(merged.trim(), nix::mount::MntFlags::MNT_DETACH).expect("unmount rootfs");
+    assert_eq!(
+        docker.ok(&["start", "-a", "rebooted"], &d),
+        "berth registry fixture\n"
+    );
+    docker.ok(&["rm", "rebooted"], &d);
+
     // an image in use can't be removed without -f; unused it can
     docker.ok(&["create", "--name", "holder", &image, "true"], &d);
     let rmi = docker.run(&["rmi", &image]);

@@ -997,6 +997,7 @@ impl Containers {
     async fn start_locked(&self, entry: &Arc<Entry>) -> Result<(), ContainerError> {
         let rec = entry.record();
         let id = rec.id.clone();
+        self.ensure_rootfs(&rec)?;
         let state_dir = self.shim_dir(&id);
         let _ = std::fs::remove_dir_all(&state_dir);
         std::fs::create_dir_all(&state_dir).map_err(|source| ContainerError::Io {
@@ -1118,6 +1119,51 @@ impl Containers {
         }
         self.publish("start", &rec, &[]);
         self.spawn_monitor(entry.clone());
+        Ok(())
+    }
+
+    /// After a reboot the container's overlay is no longer mounted: mount it again from the
+    /// snapshotter's layout (`containers/<id>/{upper,work,merged}` over the image's layers).
+    fn ensure_rootfs(&self, rec: &Record) -> Result<(), ContainerError> {
+        use std::os::unix::fs::MetadataExt;
+        let snaps = self.inner.images.snapshots();
+        if snaps.mode() != berth_image::snapshot::Mode::Overlay {
+            return Ok(());
+        }
+        let merged = &rec.rootfs;
+        let (Some(cdir), Ok(m)) = (merged.parent(), std::fs::metadata(merged)) else {
+            return Ok(());
+        };
+        let mounted = std::fs::metadata(cdir).is_ok_and(|p| p.dev() != m.dev());
+        if mounted {
+            return Ok(());
+        }
+        let img = self.inner.images.resolve(&rec.image_id)?;
+        let lowers: Vec<String> = img
+            .chain_ids()
+            .iter()
+            .rev()
+            .map(|c| snaps.fs_path(c).display().to_string())
+            .collect();
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowers.join(":"),
+            cdir.join("upper").display(),
+            cdir.join("work").display()
+        );
+        nix::mount::mount(
+            Some("overlay"),
+            merged,
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|e| ContainerError::Io {
+            id: rec.id.clone(),
+            op: format!("remount rootfs {}", merged.display()),
+            source: e.into(),
+        })?;
+        tracing::info!(container = %rec.id, "remounted root filesystem");
         Ok(())
     }
 
