@@ -3,7 +3,7 @@
 //! It turns an OCI bundle (rootfs + config.json) into a running container made straight from Linux
 //! namespaces, cgroups, mounts, capabilities and seccomp, and drives it through the OCI state
 //! machine (create, start, kill, delete, exec, pause/resume, update). The `berth-runtime` binary
-//! (src/main.rs) is thin clap glue over this library with runc's command line.
+//! (src/main.rs) is thin glue (with a small hand-written parser, src/cli.rs) over this library with runc's command line.
 //!
 //! Module map (see docs/ARCHITECTURE.md):
 //! - `container`: one file per lifecycle verb, states checked before acting (`state.rs`).

@@ -3,203 +3,17 @@
 //! `--log-format json`, which is where containerd and podman look for it).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use berth_runtime::container::{
     self, create::CreateOptions, exec::ExecOptions, update::UpdateFlags,
 };
-use clap::{Parser, Subcommand};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "berth-runtime",
-    version,
-    about = "OCI runtime with runc's command line"
-)]
-struct Cli {
-    /// root directory for container state
-    #[arg(long, default_value = container::DEFAULT_ROOT)]
-    root: PathBuf,
-    /// log file (errors are appended to it)
-    #[arg(long)]
-    log: Option<PathBuf>,
-    /// log format: text or json
-    #[arg(long, default_value = "text")]
-    log_format: String,
-    /// debug output
-    #[arg(long)]
-    debug: bool,
-    /// use the systemd cgroup driver (slice:prefix:name paths are honoured through cgroupfs)
-    #[arg(long)]
-    systemd_cgroup: bool,
-    /// accepted for runc compatibility
-    #[arg(long)]
-    criu: Option<String>,
-    /// accepted for runc compatibility
-    #[arg(long, num_args = 0..=1, default_missing_value = "auto")]
-    rootless: Option<String>,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
+mod cli;
 
-#[derive(clap::Args, Debug)]
-struct CreateArgs {
-    /// container id
-    id: String,
-    #[arg(short, long, default_value = ".")]
-    bundle: PathBuf,
-    #[arg(long)]
-    pid_file: Option<PathBuf>,
-    #[arg(long)]
-    console_socket: Option<PathBuf>,
-    #[arg(long)]
-    no_pivot: bool,
-    #[arg(long)]
-    no_new_keyring: bool,
-    #[arg(long, default_value_t = 0)]
-    preserve_fds: u32,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// create a container
-    Create(CreateArgs),
-    /// start a created container
-    Start { id: String },
-    /// output the state of a container
-    State { id: String },
-    /// send a signal to the container's init
-    Kill {
-        id: String,
-        #[arg(default_value = "SIGTERM")]
-        signal: String,
-        #[arg(short, long)]
-        all: bool,
-    },
-    /// delete a container
-    Delete {
-        id: String,
-        #[arg(short, long)]
-        force: bool,
-    },
-    /// create and run a container
-    Run {
-        #[command(flatten)]
-        create: CreateArgs,
-        #[arg(short, long)]
-        detach: bool,
-        #[arg(long)]
-        keep: bool,
-    },
-    /// run a process in a running container
-    Exec {
-        id: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        command: Vec<String>,
-        #[arg(short, long)]
-        process: Option<PathBuf>,
-        #[arg(short, long)]
-        tty: bool,
-        #[arg(long)]
-        console_socket: Option<PathBuf>,
-        #[arg(short, long)]
-        detach: bool,
-        #[arg(short, long)]
-        env: Vec<String>,
-        #[arg(long)]
-        cwd: Option<PathBuf>,
-        #[arg(short, long)]
-        user: Option<String>,
-        #[arg(short = 'g', long)]
-        additional_gids: Vec<u32>,
-        #[arg(short, long)]
-        cap: Vec<String>,
-        #[arg(long)]
-        no_new_privs: bool,
-        #[arg(long)]
-        pid_file: Option<PathBuf>,
-        #[arg(long)]
-        process_label: Option<String>,
-        #[arg(long)]
-        apparmor: Option<String>,
-        #[arg(long, default_value_t = 0)]
-        preserve_fds: u32,
-        #[arg(long)]
-        ignore_paused: bool,
-    },
-    /// list processes of a container
-    Ps {
-        id: String,
-        #[arg(short, long, default_value = "table")]
-        format: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        ps_args: Vec<String>,
-    },
-    /// list containers
-    List {
-        #[arg(short, long)]
-        quiet: bool,
-        #[arg(short, long, default_value = "table")]
-        format: String,
-    },
-    /// freeze a container
-    Pause { id: String },
-    /// thaw a container
-    Resume { id: String },
-    /// container statistics
-    Events {
-        id: String,
-        #[arg(long)]
-        stats: bool,
-        #[arg(long, default_value = "5s")]
-        interval: String,
-    },
-    /// update cgroup resources
-    Update {
-        id: String,
-        #[arg(short = 'r', long)]
-        resources: Option<String>,
-        #[arg(long)]
-        memory: Option<String>,
-        #[arg(long)]
-        memory_swap: Option<String>,
-        #[arg(long)]
-        memory_reservation: Option<String>,
-        #[arg(long)]
-        kernel_memory: Option<String>,
-        #[arg(long)]
-        kernel_memory_tcp: Option<String>,
-        #[arg(long)]
-        cpu_shares: Option<u64>,
-        #[arg(long)]
-        cpu_period: Option<u64>,
-        #[arg(long)]
-        cpu_quota: Option<i64>,
-        #[arg(long)]
-        cpu_rt_period: Option<u64>,
-        #[arg(long)]
-        cpu_rt_runtime: Option<i64>,
-        #[arg(long)]
-        cpuset_cpus: Option<String>,
-        #[arg(long)]
-        cpuset_mems: Option<String>,
-        #[arg(long)]
-        pids_limit: Option<i64>,
-        #[arg(long)]
-        blkio_weight: Option<u16>,
-    },
-    /// write a default config.json
-    Spec {
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-        #[arg(long)]
-        rootless: bool,
-    },
-    /// show the features this runtime implements
-    Features,
-}
+use cli::{Cli, Cmd, CreateArgs, Parsed};
 
 impl CreateArgs {
     fn options(&self, systemd: bool) -> CreateOptions {
@@ -367,12 +181,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             memory_swap,
             memory_reservation,
             kernel_memory,
-            kernel_memory_tcp: _,
             cpu_shares,
             cpu_period,
             cpu_quota,
-            cpu_rt_period: _,
-            cpu_rt_runtime: _,
             cpuset_cpus,
             cpuset_mems,
             pids_limit,
@@ -440,10 +251,28 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let cli = Cli::parse();
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let Ok(args) = args else {
+        eprintln!("error: an argument is not valid UTF-8");
+        return ExitCode::from(2);
+    };
+    let cli = match cli::parse(args) {
+        Ok(Parsed::Run(cli)) => cli,
+        Ok(Parsed::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let log = cli.log.clone();
     let json = cli.log_format == "json";
-    match dispatch(cli) {
+    match dispatch(*cli) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => {
             let msg = berth_runtime::init::error_chain(e.as_ref());
