@@ -1213,14 +1213,29 @@ impl Containers {
                 "berth-shim exited without an exit record".to_string(),
             ),
         };
-        let rec = self.set_state(entry, |s| {
+        let update = |s: &mut State| {
             s.status = Status::Exited;
             s.pid = 0;
             s.exit_code = code;
             s.oom_killed = oom;
             s.finished_at = finished;
             s.error = error;
-        });
+        };
+        // an auto-removed container's exit needs no fsync: its record is removed next, and
+        // after a crash in between the shim's exit.json still tells the exit
+        let auto_remove = entry
+            .rec
+            .lock()
+            .expect("record lock poisoned")
+            .host_config
+            .auto_remove;
+        let rec = if auto_remove {
+            let mut r = entry.rec.lock().expect("record lock poisoned");
+            update(&mut r.state);
+            r.clone()
+        } else {
+            self.set_state(entry, update)
+        };
         if oom {
             self.publish("oom", &rec, &[]);
         }
@@ -1479,7 +1494,12 @@ impl Containers {
         if entry.phase.borrow().removed {
             return Ok(());
         }
-        let rec = self.set_state(&entry, |s| s.status = Status::Removing);
+        // in memory only: the record is about to go, and a crash half-way leaves it exited
+        let rec = {
+            let mut r = entry.rec.lock().expect("record lock poisoned");
+            r.state.status = Status::Removing;
+            r.clone()
+        };
         let id = rec.id.clone();
         let this = self.clone();
         let r2 = rec.clone();
