@@ -339,6 +339,54 @@ fn docker_cli_runs_containers_end_to_end() {
     );
     docker.ok(&["rm", "flaky"], &d);
 
+    // healthcheck from run flags: unhealthy while the file is missing, healthy once it exists
+    docker.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "checked",
+            "--health-cmd",
+            "test -f /tmp/ok",
+            "--health-interval",
+            "100ms",
+            "--health-retries",
+            "2",
+            &image,
+            "sh",
+            "-c",
+            "sleep 1; touch /tmp/ok; exec sleep 30",
+        ],
+        &d,
+    );
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = docker.ok(
+            &["inspect", "-f", "{{.State.Health.Status}}", "checked"],
+            &d,
+        );
+        let st = st.trim().to_string();
+        if seen.last() != Some(&st) {
+            seen.push(st.clone());
+        }
+        if st == "healthy" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "health states seen: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        seen.contains(&"unhealthy".to_string()),
+        "health states seen: {seen:?}"
+    );
+    let ps = docker.ok(
+        &["ps", "--format", "{{.Status}}", "--filter", "name=checked"],
+        &d,
+    );
+    assert!(ps.contains("(healthy)"), "{ps}");
+    docker.ok(&["rm", "-f", "checked"], &d);
+
     // bad input: right status, clear message, nothing half-created
     let before = std::fs::read_dir(d.data_root.join("containers"))
         .expect("containers dir")

@@ -100,6 +100,24 @@ pub struct CreateArgs {
     /// Container host name (long form only: -h is help here)
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Command to run to check health
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (e.g. 30s)
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries")]
+    pub health_retries: Option<i64>,
+    /// Start period during which failures don't count
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Keep STDIN open even if not attached
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -235,6 +253,38 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<ContainerCreateRequest> {
         })
         .collect();
     let attach = !a.interactive || a.tty;
+    let ns = |d: &Option<String>| -> anyhow::Result<i64> {
+        match d {
+            None => Ok(0),
+            Some(v) => Ok(
+                i64::try_from(berth_api::time::parse_go_duration(v)?.as_nanos())
+                    .unwrap_or(i64::MAX),
+            ),
+        }
+    };
+    let healthcheck = if a.no_healthcheck {
+        Some(json!({"Test": ["NONE"]}))
+    } else if a.health_cmd.is_some()
+        || a.health_interval.is_some()
+        || a.health_timeout.is_some()
+        || a.health_retries.is_some()
+        || a.health_start_period.is_some()
+    {
+        let test: Vec<String> = a
+            .health_cmd
+            .as_ref()
+            .map(|c| vec!["CMD-SHELL".to_string(), c.clone()])
+            .unwrap_or_default();
+        Some(json!({
+            "Test": test,
+            "Interval": ns(&a.health_interval)?,
+            "Timeout": ns(&a.health_timeout)?,
+            "StartPeriod": ns(&a.health_start_period)?,
+            "Retries": a.health_retries.unwrap_or(0),
+        }))
+    } else {
+        None
+    };
     Ok(ContainerCreateRequest {
         config: ContainerConfig {
             hostname: a.hostname.clone().unwrap_or_default(),
@@ -258,6 +308,7 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<ContainerCreateRequest> {
             }),
             labels: Some(labels),
             stop_signal: a.stop_signal.clone(),
+            healthcheck,
             ..ContainerConfig::default()
         },
         host_config: HostConfig {

@@ -204,7 +204,14 @@ fn ago(ts: &str) -> String {
 fn status_text(rec: &Record) -> String {
     match rec.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", ago(&rec.state.started_at)),
+        Status::Running => {
+            let health = match rec.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)".to_string(),
+                Some(s) if !s.is_empty() => format!(" ({s})"),
+                _ => String::new(),
+            };
+            format!("Up {}{health}", ago(&rec.state.started_at))
+        }
         Status::Paused => format!("Up {} (Paused)", ago(&rec.state.started_at)),
         Status::Restarting => "Restarting".into(),
         Status::Removing => "Removal In Progress".into(),
@@ -281,6 +288,11 @@ pub fn inspect(engine: &Arc<Engine>, id: &str) -> Result<Response<Body>, ApiErro
             error: r.state.error.clone(),
             started_at: r.state.started_at.clone(),
             finished_at: r.state.finished_at.clone(),
+            health: r
+                .state
+                .health
+                .as_ref()
+                .and_then(|h| serde_json::to_value(h).ok()),
         },
         image: r.image_id.clone(),
         resolv_conf_path: dir.join("resolv.conf").display().to_string(),

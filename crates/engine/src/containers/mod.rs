@@ -10,6 +10,7 @@
 //! its [`Phase`], which waiters and the exit monitor use.
 
 pub mod exec;
+pub mod health;
 pub mod logs;
 pub mod names;
 pub mod seccomp;
@@ -148,6 +149,9 @@ pub struct State {
     pub oom_killed: bool,
     pub started_at: String,
     pub finished_at: String,
+    /// Healthcheck state, when the container has a check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<health::Health>,
 }
 
 /// One container, as stored in `config.v2.json`.
@@ -378,6 +382,7 @@ impl Containers {
                 Ok(berth_shim::client::ShimStatus::Running { .. }) => {
                     tracing::info!(container = %rec.id, "re-adopted running container");
                     self.spawn_monitor(entry.clone());
+                    self.spawn_health(entry.clone());
                 }
                 Ok(berth_shim::client::ShimStatus::Exited(r)) => {
                     self.record_exit(&entry, Some(r));
@@ -467,6 +472,10 @@ impl Containers {
             }
         }
         c
+    }
+
+    pub(crate) fn save_record(&self, rec: &Record) -> Result<(), ContainerError> {
+        self.save(rec)
     }
 
     fn save(&self, rec: &Record) -> Result<(), ContainerError> {
@@ -911,6 +920,35 @@ impl Containers {
         if stored_config.stop_signal.is_none() {
             stored_config.stop_signal = defaults.stop_signal.clone();
         }
+        // Config.Healthcheck fields left zero take the image's; `NONE` disables
+        let image_health = defaults
+            .healthcheck
+            .as_ref()
+            .map(health::from_image)
+            .unwrap_or_default();
+        let mut hc: health::HealthConfig = stored_config
+            .healthcheck
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        if hc.test.is_empty() {
+            hc.test = image_health.test.clone();
+        }
+        for (mine, theirs) in [
+            (&mut hc.interval, image_health.interval),
+            (&mut hc.timeout, image_health.timeout),
+            (&mut hc.start_period, image_health.start_period),
+            (&mut hc.start_interval, image_health.start_interval),
+            (&mut hc.retries, image_health.retries),
+        ] {
+            if *mine == 0 {
+                *mine = theirs;
+            }
+        }
+        stored_config.healthcheck = hc
+            .argv()
+            .is_some()
+            .then(|| serde_json::to_value(&hc).unwrap_or_default());
         if stored_config.hostname.is_empty() {
             stored_config.hostname = hostname;
         }
@@ -962,6 +1000,7 @@ impl Containers {
                 oom_killed: false,
                 started_at: ZERO_TIME.into(),
                 finished_at: ZERO_TIME.into(),
+                health: None,
             },
             mounts: points,
             volumes: acquired.clone(),
@@ -1119,6 +1158,7 @@ impl Containers {
         }
         self.publish("start", &rec, &[]);
         self.spawn_monitor(entry.clone());
+        self.spawn_health(entry.clone());
         Ok(())
     }
 
