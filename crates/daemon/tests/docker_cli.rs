@@ -106,8 +106,18 @@ fn docker_cli_runs_containers_end_to_end() {
     println!("docker run --rm echo hi: {:?}", t.elapsed());
     let out = docker.run(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = docker.run(&["run", "--rm", &image, "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no such file"),
+        "{out:?}"
+    );
     let all = docker.ok(&["ps", "-aq"], &d);
-    assert_eq!(all.trim(), "", "--rm containers are gone: {all}");
+    assert_eq!(
+        all.trim(),
+        "",
+        "--rm containers are gone, even one that failed to start: {all}"
+    );
 
     // detached container: ps, logs, exec, inspect, stop, rm
     docker.ok(

@@ -1098,11 +1098,7 @@ impl Containers {
                 .expect("waiters lock poisoned")
                 .clear();
             let message = e.to_string();
-            self.set_state(entry, |s| {
-                s.status = Status::Exited;
-                s.exit_code = 128;
-                s.error = message.clone();
-            });
+            self.start_failed(entry, &message);
             return Err(ContainerError::Start { id, message });
         }
         // hand the created container to waiting attach clients before it runs
@@ -1127,11 +1123,7 @@ impl Containers {
             })?;
         if let Err(e) = started {
             let message = e.to_string();
-            self.set_state(entry, |s| {
-                s.status = Status::Exited;
-                s.exit_code = 128;
-                s.error = message.clone();
-            });
+            self.start_failed(entry, &message);
             return Err(ContainerError::Start { id, message });
         }
         let pid = self.runtime_pid(&id).unwrap_or(0);
@@ -1205,6 +1197,29 @@ impl Containers {
         })?;
         tracing::info!(container = %rec.id, "remounted root filesystem");
         Ok(())
+    }
+
+    /// A start that failed ends the run: waiters see an exit (128), and an auto-remove
+    /// container goes, as with docker.
+    fn start_failed(&self, entry: &Arc<Entry>, message: &str) {
+        let rec = self.set_state(entry, |s| {
+            s.status = Status::Exited;
+            s.exit_code = 128;
+            s.error = message.to_string();
+        });
+        entry.phase.send_modify(|p| {
+            p.running = false;
+            p.exits += 1;
+            p.exit_code = 128;
+        });
+        if rec.host_config.auto_remove {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.remove(&rec.id, true, false).await {
+                    tracing::warn!(container = %rec.id, error = %e, "auto-remove after failed start");
+                }
+            });
+        }
     }
 
     fn runtime_pid(&self, id: &str) -> Option<i64> {
