@@ -123,6 +123,7 @@ async fn route_docker(
         (&Method::GET, ["containers", id, "json"]) => containers::inspect(engine, id),
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(engine, id, q),
         (&Method::GET, ["containers", id, "top"]) => containers::top(engine, id, q).await,
+        (&Method::GET, ["containers", id, "stats"]) => containers::stats(engine, id, q).await,
         (&Method::POST, ["containers", id, "start"]) => containers::start(engine, id).await,
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(engine, id, q).await,
         (&Method::POST, ["containers", id, "restart"]) => containers::restart(engine, id, q).await,

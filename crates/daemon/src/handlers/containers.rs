@@ -842,3 +842,94 @@ pub async fn prune(engine: &Arc<Engine>, q: &Query) -> Result<Response<Body>, Ap
         &json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}),
     ))
 }
+
+fn stats_json(
+    id: &str,
+    name: &str,
+    cur: &berth_engine::containers::stats::Sample,
+    pre: Option<&berth_engine::containers::stats::Sample>,
+) -> serde_json::Value {
+    let cpu = |s: &berth_engine::containers::stats::Sample| {
+        json!({
+            "cpu_usage": {
+                "total_usage": s.cpu_total,
+                "percpu_usage": s.cpu_percpu,
+                "usage_in_kernelmode": s.cpu_kernel,
+                "usage_in_usermode": s.cpu_user,
+            },
+            "system_cpu_usage": s.system_cpu,
+            "online_cpus": s.online_cpus,
+            "throttling_data": {
+                "periods": s.periods,
+                "throttled_periods": s.throttled_periods,
+                "throttled_time": s.throttled_time,
+            },
+        })
+    };
+    let ts = |n: i64| berth_api::time::Timestamp::from_unix_nanos(n).rfc3339_nano();
+    json!({
+        "read": ts(cur.read_nanos),
+        "preread": pre.map(|p| ts(p.read_nanos)).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        "id": id,
+        "name": name,
+        "pids_stats": {"current": cur.pids_current, "limit": cur.pids_limit},
+        "cpu_stats": cpu(cur),
+        "precpu_stats": pre.map(cpu).unwrap_or_else(|| json!({"cpu_usage": {"total_usage": 0}, "throttling_data": {}})),
+        "memory_stats": {
+            "usage": cur.mem_usage,
+            "max_usage": cur.mem_max,
+            "limit": cur.mem_limit,
+            "stats": cur.mem_raw,
+        },
+        "blkio_stats": {},
+        "networks": {},
+    })
+}
+
+/// `GET /containers/{id}/stats?stream=&one-shot=`: one JSON sample per second while the
+/// container runs (`stream=false`: one sample with a `precpu_stats` taken just before).
+pub async fn stats(engine: &Arc<Engine>, id: &str, q: &Query) -> Result<Response<Body>, ApiError> {
+    let containers = engine.containers().clone();
+    let rec = containers.inspect(id)?;
+    let stream = q.get("stream").is_none() || q.bool("stream");
+    let one_shot = q.bool("one-shot");
+    let first = containers.stats(&rec.id)?;
+    if !stream {
+        let (pre, cur) = if one_shot {
+            (None, first)
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let cur = containers.stats(&rec.id)?;
+            (Some(first), cur)
+        };
+        return Ok(http::json(
+            StatusCode::OK,
+            &stats_json(&rec.id, &rec.name, &cur, pre.as_ref()),
+        ));
+    }
+    let (tx, body) = Body::channel(4);
+    tokio::spawn(async move {
+        let mut pre: Option<berth_engine::containers::stats::Sample> = None;
+        let mut cur = first;
+        loop {
+            let mut line = serde_json::to_vec(&stats_json(&rec.id, &rec.name, &cur, pre.as_ref()))
+                .unwrap_or_default();
+            line.push(b'\n');
+            if tx.send(Ok(Bytes::from(line))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match containers.stats(&rec.id) {
+                Ok(s) => {
+                    pre = Some(std::mem::replace(&mut cur, s));
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .expect("static headers are valid"))
+}

@@ -15,6 +15,7 @@ pub mod logs;
 pub mod names;
 pub mod seccomp;
 pub mod spec;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
