@@ -226,6 +226,33 @@ fn docker_cli_runs_containers_end_to_end() {
         "kept\n"
     );
     docker.ok(&["volume", "rm", "keep"], &d);
+    // --volumes-from shares another container's volumes
+    docker.ok(
+        &["create", "--name", "vsrc", "-v", "vf:/data", &image, "true"],
+        &d,
+    );
+    docker.ok(
+        &[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "vsrc",
+            &image,
+            "sh",
+            "-c",
+            "echo shared > /data/f",
+        ],
+        &d,
+    );
+    assert_eq!(
+        docker.ok(
+            &["run", "--rm", "-v", "vf:/data", &image, "cat", "/data/f"],
+            &d
+        ),
+        "shared\n"
+    );
+    docker.ok(&["rm", "vsrc"], &d);
+    docker.ok(&["volume", "rm", "vf"], &d);
     // a new volume over image content starts with a copy of it (docker's copy-up)
     assert_eq!(
         docker.ok(

@@ -43,6 +43,9 @@ pub struct CreateArgs {
     /// Attach a filesystem mount (type=bind|volume|tmpfs,source=,target=,readonly)
     #[arg(long = "mount")]
     pub mounts: Vec<String>,
+    /// Mount volumes from the specified container(s) (NAME[:ro|rw])
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Mount a tmpfs directory (DST[:opts])
     #[arg(long = "tmpfs")]
     pub tmpfs: Vec<String>,
@@ -320,6 +323,7 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<ContainerCreateRequest> {
                     .collect::<anyhow::Result<_>>()?,
             ),
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+            volumes_from: (!a.volumes_from.is_empty()).then(|| a.volumes_from.clone()),
             network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
             restart_policy: restart,
             auto_remove: a.rm,

@@ -809,6 +809,47 @@ impl Containers {
                 }
             }
         }
+        for spec in host.volumes_from.iter().flatten() {
+            let (src, mode) = match spec.rsplit_once(':') {
+                Some((s, m)) if m == "ro" || m == "rw" => (s, Some(m)),
+                _ => (spec.as_str(), None),
+            };
+            let other = self.get(src)?.record();
+            for mp in &other.mounts {
+                if mounts.iter().any(|m| m.destination == mp.destination) {
+                    continue;
+                }
+                let ro = match mode {
+                    Some(m) => m == "ro",
+                    None => !mp.rw,
+                };
+                match (mp.kind.as_str(), &mp.name) {
+                    ("volume", Some(n)) => want_volume(
+                        Some(n),
+                        &mp.destination,
+                        ro,
+                        acquired,
+                        anonymous,
+                        &mut mounts,
+                        &mut points,
+                    )?,
+                    ("bind", _) => {
+                        mounts.push(ResolvedMount {
+                            kind: "bind".into(),
+                            source: PathBuf::from(&mp.source),
+                            destination: mp.destination.clone(),
+                            read_only: ro,
+                            options: vec![],
+                            name: None,
+                        });
+                        let mut p = mp.clone();
+                        p.rw = !ro;
+                        points.push(p);
+                    }
+                    _ => {}
+                }
+            }
+        }
         for (dst, opts) in host.tmpfs.iter().flatten() {
             mounts.push(ResolvedMount {
                 kind: "tmpfs".into(),
