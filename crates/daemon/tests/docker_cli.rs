@@ -106,6 +106,24 @@ fn docker_cli_runs_containers_end_to_end() {
     println!("docker run --rm echo hi: {:?}", t.elapsed());
     let out = docker.run(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = docker.run(&[
+        "run",
+        "--rm",
+        "-a",
+        "stdout",
+        &image,
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&out.stdout).as_ref(),
+            String::from_utf8_lossy(&out.stderr).as_ref()
+        ),
+        ("out\n", ""),
+        "attach to stdout only"
+    );
     let out = docker.run(&["run", "--rm", &image, "/nonexistent"]);
     assert_eq!(out.status.code(), Some(127), "{out:?}");
     assert!(

@@ -439,6 +439,8 @@ pub async fn attach(
     let rec = containers.inspect(id)?;
     let tty = rec.config.tty;
     let stdin = q.bool("stdin");
+    let want_stdout = q.bool("stdout");
+    let want_stderr = q.bool("stderr");
     let want_logs = q.bool("logs");
     let stream = q.bool("stream") || !want_logs;
     let id = rec.id.clone();
@@ -515,7 +517,34 @@ pub async fn attach(
             None
         };
         let mut shim_r = shim_r;
-        let _ = tokio::io::copy(&mut shim_r, &mut client_w).await;
+        if tty || (want_stdout && want_stderr) {
+            let _ = tokio::io::copy(&mut shim_r, &mut client_w).await;
+        } else {
+            // only some streams asked for: pass their frames, drop the others
+            let mut d = berth_shim::protocol::Decoder::default();
+            let mut buf = vec![0u8; 32 << 10];
+            'copy: loop {
+                let n = match shim_r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                d.push(&buf[..n]);
+                while let Ok(Some(f)) = d.next_frame() {
+                    let keep = match f.kind {
+                        berth_shim::protocol::OUT_STDOUT => want_stdout,
+                        berth_shim::protocol::OUT_STDERR => want_stderr,
+                        _ => false,
+                    };
+                    if keep {
+                        let mut out = Vec::with_capacity(f.payload.len() + 8);
+                        berth_shim::protocol::encode(&mut out, f.kind, &f.payload);
+                        if client_w.write_all(&out).await.is_err() {
+                            break 'copy;
+                        }
+                    }
+                }
+            }
+        }
         let _ = client_w.shutdown().await;
         if let Some(i) = input {
             i.abort();
