@@ -138,6 +138,10 @@ async fn route_docker(
         }
         (&Method::POST, ["containers", id, "resize"]) => containers::resize(engine, id, q).await,
         (&Method::POST, ["containers", id, "rename"]) => containers::rename(engine, id, q),
+        (&Method::POST, ["containers", id, "update"]) => {
+            containers::update(engine, id, req.into_body()).await
+        }
+        (&Method::GET, ["containers", id, "export"]) => containers::export(engine, id),
         (&Method::POST, ["containers", id, "exec"]) => {
             containers::exec_create(engine, id, req.into_body()).await
         }

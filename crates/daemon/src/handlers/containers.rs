@@ -962,3 +962,33 @@ pub async fn stats(engine: &Arc<Engine>, id: &str, q: &Query) -> Result<Response
         .body(body)
         .expect("static headers are valid"))
 }
+
+/// `POST /containers/{id}/update`.
+pub async fn update(
+    engine: &Arc<Engine>,
+    id: &str,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let u: berth_api::container::HostConfig = http::read_json(body).await?;
+    engine.containers().update(id, &u).await?;
+    Ok(http::json(StatusCode::OK, &json!({"Warnings": []})))
+}
+
+/// `GET /containers/{id}/export`.
+pub fn export(engine: &Arc<Engine>, id: &str) -> Result<Response<Body>, ApiError> {
+    let containers = engine.containers().clone();
+    let rec = containers.inspect(id)?;
+    let (tx, body) = Body::channel(16);
+    tokio::task::spawn_blocking(move || {
+        let abort = ChannelWriter::new(tx.clone());
+        let w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter::new(tx));
+        if let Err(e) = containers.export(&rec.id, w) {
+            abort.abort(crate::error::chain(&e));
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/x-tar")
+        .body(body)
+        .expect("static headers are valid"))
+}

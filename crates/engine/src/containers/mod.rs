@@ -1650,6 +1650,123 @@ impl Containers {
         })
     }
 
+    /// `POST /containers/{id}/update`: resources (applied live through `berth-runtime
+    /// update` when running, and kept for later starts) and the restart policy.
+    pub async fn update(&self, key: &str, u: &HostConfig) -> Result<(), ContainerError> {
+        let entry = self.get(key)?;
+        let rec = entry.record();
+        let mut args: Vec<String> = vec!["update".into()];
+        if u.memory > 0 {
+            args.extend(["--memory".into(), u.memory.to_string()]);
+        }
+        if u.memory_swap != 0 {
+            args.extend(["--memory-swap".into(), u.memory_swap.to_string()]);
+        }
+        if u.nano_cpus > 0 {
+            args.extend([
+                "--cpu-period".into(),
+                "100000".into(),
+                "--cpu-quota".into(),
+                (u.nano_cpus / 10_000).to_string(),
+            ]);
+        } else if u.cpu_quota > 0 {
+            args.extend(["--cpu-quota".into(), u.cpu_quota.to_string()]);
+            if u.cpu_period > 0 {
+                args.extend(["--cpu-period".into(), u.cpu_period.to_string()]);
+            }
+        }
+        if u.cpu_shares > 0 {
+            args.extend(["--cpu-shares".into(), u.cpu_shares.to_string()]);
+        }
+        if let Some(p) = u.pids_limit.filter(|p| *p != 0) {
+            args.extend(["--pids-limit".into(), p.to_string()]);
+        }
+        if rec.state.status.is_alive() && args.len() > 1 {
+            args.push(rec.id.clone());
+            let this = self.clone();
+            let id = rec.id.clone();
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                this.runtime(&id, "update", &refs)
+            })
+            .await
+            .map_err(|e| ContainerError::Invalid(e.to_string()))??;
+        }
+        let rec = {
+            let mut r = entry.rec.lock().expect("record lock poisoned");
+            let h = &mut r.host_config;
+            if u.memory > 0 {
+                h.memory = u.memory;
+            }
+            if u.memory_swap != 0 {
+                h.memory_swap = u.memory_swap;
+            }
+            if u.nano_cpus > 0 {
+                h.nano_cpus = u.nano_cpus;
+            }
+            if u.cpu_quota > 0 {
+                h.cpu_quota = u.cpu_quota;
+            }
+            if u.cpu_period > 0 {
+                h.cpu_period = u.cpu_period;
+            }
+            if u.cpu_shares > 0 {
+                h.cpu_shares = u.cpu_shares;
+            }
+            if u.pids_limit.is_some_and(|p| p != 0) {
+                h.pids_limit = u.pids_limit;
+            }
+            if !u.restart_policy.name.is_empty() {
+                if h.auto_remove && u.restart_policy.name != "no" {
+                    return Err(ContainerError::Invalid(
+                        "Restart policy cannot be updated because AutoRemove is enabled for the container".into(),
+                    ));
+                }
+                h.restart_policy = u.restart_policy.clone();
+            }
+            r.clone()
+        };
+        // later starts use the new limits: patch the bundle's resources too
+        let bundle = self.dir(&rec.id).join("config.json");
+        if let Some(mut spec) = std::fs::read(&bundle)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            let h = &rec.host_config;
+            let res = &mut spec["linux"]["resources"];
+            if h.memory > 0 {
+                res["memory"]["limit"] = serde_json::json!(h.memory);
+            }
+            if h.nano_cpus > 0 {
+                res["cpu"]["period"] = serde_json::json!(100_000);
+                res["cpu"]["quota"] = serde_json::json!(h.nano_cpus / 10_000);
+            }
+            if h.cpu_shares > 0 {
+                res["cpu"]["shares"] = serde_json::json!(h.cpu_shares);
+            }
+            if let Some(p) = h.pids_limit.filter(|p| *p != 0) {
+                res["pids"] = serde_json::json!({"limit": p});
+            }
+            crate::state::write_json(&bundle, &spec).map_err(|source| ContainerError::State {
+                id: rec.id.clone(),
+                source,
+            })?;
+        }
+        self.save(&rec)?;
+        self.publish("update", &rec, &[]);
+        Ok(())
+    }
+
+    /// `GET /containers/{id}/export`: the container's root filesystem as a tar.
+    pub fn export<W: std::io::Write>(&self, key: &str, out: W) -> Result<(), ContainerError> {
+        let rec = self.get(key)?.record();
+        self.ensure_rootfs(&rec)?;
+        berth_image::archive::export(&rec.rootfs, out)
+            .map_err(|e| ContainerError::from(crate::images::ImageError::from(e)))?;
+        self.publish("export", &rec, &[]);
+        Ok(())
+    }
+
     /// `POST /containers/{id}/rename`.
     pub fn rename(&self, key: &str, new: &str) -> Result<(), ContainerError> {
         if !names::valid(new) {
