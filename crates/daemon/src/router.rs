@@ -142,6 +142,7 @@ async fn route_docker(
             containers::update(engine, id, req.into_body()).await
         }
         (&Method::GET, ["containers", id, "export"]) => containers::export(engine, id),
+        (&Method::GET, ["containers", id, "changes"]) => containers::changes(engine, id),
         (&Method::POST, ["containers", id, "exec"]) => {
             containers::exec_create(engine, id, req.into_body()).await
         }

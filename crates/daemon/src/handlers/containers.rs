@@ -992,3 +992,14 @@ pub fn export(engine: &Arc<Engine>, id: &str) -> Result<Response<Body>, ApiError
         .body(body)
         .expect("static headers are valid"))
 }
+
+/// `GET /containers/{id}/changes`.
+pub fn changes(engine: &Arc<Engine>, id: &str) -> Result<Response<Body>, ApiError> {
+    let list: Vec<serde_json::Value> = engine
+        .containers()
+        .changes(id)?
+        .into_iter()
+        .map(|(path, kind)| json!({"Path": path, "Kind": kind}))
+        .collect();
+    Ok(http::json(StatusCode::OK, &list))
+}

@@ -1767,6 +1767,53 @@ impl Containers {
         Ok(())
     }
 
+    /// `GET /containers/{id}/changes`: what the writable layer holds relative to the image,
+    /// as (path, kind) with docker's kinds 0 modified, 1 added, 2 deleted.
+    pub fn changes(&self, key: &str) -> Result<Vec<(String, u8)>, ContainerError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let rec = self.get(key)?.record();
+        let snaps = self.inner.images.snapshots();
+        let Some(cdir) = rec.rootfs.parent() else {
+            return Ok(vec![]);
+        };
+        let upper = cdir.join("upper");
+        if snaps.mode() != berth_image::snapshot::Mode::Overlay || !upper.is_dir() {
+            return Err(ContainerError::Invalid(
+                "changes need the overlay snapshotter".into(),
+            ));
+        }
+        let img = self.inner.images.resolve(&rec.image_id)?;
+        let lowers: Vec<PathBuf> = img.chain_ids().iter().map(|c| snaps.fs_path(c)).collect();
+        let in_image = |rel: &Path| {
+            lowers
+                .iter()
+                .any(|l| std::fs::symlink_metadata(l.join(rel)).is_ok())
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let dir = upper.join(&rel);
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let r = rel.join(e.file_name());
+                let Ok(m) = e.metadata() else { continue };
+                let path = format!("/{}", r.display());
+                if m.file_type().is_char_device() && m.rdev() == 0 {
+                    out.push((path, 2));
+                    continue;
+                }
+                out.push((path, if in_image(&r) { 0 } else { 1 }));
+                if m.is_dir() {
+                    stack.push(r);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// `POST /containers/{id}/rename`.
     pub fn rename(&self, key: &str, new: &str) -> Result<(), ContainerError> {
         if !names::valid(new) {
