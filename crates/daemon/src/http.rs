@@ -170,16 +170,25 @@ impl std::io::Read for ChannelReader {
 }
 
 /// Pump `body` into a [`ChannelReader`] from a task on the runtime.
+///
+/// When the reader is dropped before the end (the handler refused the upload half-way, e.g. an
+/// import into a non-empty volume), the rest of the body is still read and discarded: dropping
+/// it unread would close the connection under a client that is still sending, which then sees
+/// "broken pipe" instead of the error response.
 pub fn body_reader(mut body: Incoming) -> ChannelReader {
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(async move {
+        let mut receiver_gone = false;
         loop {
             match body.frame().await {
                 None => break,
                 Some(Ok(f)) => {
+                    if receiver_gone {
+                        continue;
+                    }
                     if let Ok(data) = f.into_data() {
                         if tx.send(Ok(data)).await.is_err() {
-                            break;
+                            receiver_gone = true;
                         }
                     }
                 }
