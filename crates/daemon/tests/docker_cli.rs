@@ -650,4 +650,15 @@ volumes:
     let out = docker.ok(&["image", "prune", "-af"], &d);
     assert!(out.contains("Deleted"), "{out}");
     assert_eq!(docker.ok(&["images", "-q"], &d).trim(), "");
+    // removed containers' writable layers are unmounted and deleted (in the background)
+    let layers = d.data_root.join("image/snapshots/containers");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_dir(&layers).map(|r| r.count()).unwrap_or(0) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "container layers left in {}",
+            layers.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -346,6 +346,15 @@ impl Containers {
                 }
             }
         }
+        // writable layers whose container record is gone (a removal cut short)
+        if let Ok(layers) = images.snapshots().containers() {
+            for id in layers.iter().filter(|id| !map.contains_key(*id)) {
+                tracing::info!(container = %id, "removing root filesystem without a container");
+                if let Err(e) = images.snapshots().remove_container(id) {
+                    tracing::warn!(container = %id, error = %e, "removing orphan root filesystem");
+                }
+            }
+        }
         // volume references of existing containers
         for entry in map.values() {
             let rec = entry.record();
@@ -1624,14 +1633,6 @@ impl Containers {
         if self.runtime_root().join(id).exists() {
             let _ = self.runtime(id, "delete", &["delete", "--force", id]);
         }
-        self.inner
-            .images
-            .snapshots()
-            .remove_container(id)
-            .map_err(|source| ContainerError::Snapshot {
-                id: id.clone(),
-                source,
-            })?;
         for v in &rec.volumes {
             let _ = self.inner.volumes.release(v, id);
         }
@@ -1647,7 +1648,31 @@ impl Containers {
             id: id.clone(),
             op: "remove container dir".into(),
             source,
-        })
+        })?;
+        // The rootfs goes last, in the background: unmounting an overlay syncs the filesystem
+        // under it, which takes as long as everyone's dirty pages (tens of ms on a busy
+        // machine) and nobody needs to wait for. A crash before it is done leaves a layer
+        // without a record, which `open` removes.
+        let snaps = self.inner.images.snapshots().clone();
+        let id = id.clone();
+        let spawned = std::thread::Builder::new()
+            .name("berth-rm-rootfs".into())
+            .stack_size(64 << 10)
+            .spawn({
+                let snaps = snaps.clone();
+                let id = id.clone();
+                move || {
+                    if let Err(e) = snaps.remove_container(&id) {
+                        tracing::warn!(container = %id, error = %e, "removing root filesystem");
+                    }
+                }
+            });
+        if spawned.is_err() {
+            snaps
+                .remove_container(&id)
+                .map_err(|source| ContainerError::Snapshot { id, source })?;
+        }
+        Ok(())
     }
 
     /// `POST /containers/{id}/update`: resources (applied live through `berth-runtime
