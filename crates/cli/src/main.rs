@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use client::{Client, Target, TlsPaths};
+use commands::archive::{ExportArgs, ImportArgs, PruneArgs};
 use commands::container::{CreateArgs, ExecArgs, LogsArgs, PsArgs, RunArgs};
 use commands::events::EventsArgs;
 use commands::image::{ImageCmd, ImagesArgs, LoadArgs, PullArgs, RmiArgs, SaveArgs};
@@ -87,6 +88,15 @@ enum Cmd {
     Load(LoadArgs),
     /// Show the history of an image
     History { name: String },
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportArgs),
+    /// Manage containers
+    Container {
+        #[command(subcommand)]
+        cmd: ContainerCmd,
+    },
     /// Create and run a new container from an image
     Run(RunArgs),
     /// Create a new container
@@ -161,6 +171,14 @@ enum Cmd {
     },
     /// Execute a command in a running container
     Exec(ExecArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ContainerCmd {
+    /// Remove all stopped containers
+    Prune(PruneArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +306,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             .await
             .map(code),
         Cmd::History { name } => commands::image::run(&client, ImageCmd::History { name })
+            .await
+            .map(code),
+        Cmd::Import(a) => commands::archive::import(&client, a).await.map(code),
+        Cmd::Export(a)
+        | Cmd::Container {
+            cmd: ContainerCmd::Export(a),
+        } => commands::archive::export(&client, a).await.map(code),
+        Cmd::Container {
+            cmd: ContainerCmd::Prune(a),
+        } => commands::archive::prune_containers(&client, a)
             .await
             .map(code),
         Cmd::Run(a) => c::run(&client, a).await,

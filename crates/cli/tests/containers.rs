@@ -243,3 +243,81 @@ fn berth_runs_containers_from_pulled_images() {
     let missing = d.berth(&["run", "--rm", "nosuchimage"], None);
     assert!(!missing.status.success());
 }
+
+#[test]
+fn berth_exports_imports_and_prunes() {
+    for bin in ["docker-registry", "umoci", "skopeo", "jq"] {
+        if !have(bin) {
+            println!("SKIP: {bin} is not installed");
+            return;
+        }
+    }
+    let reg = Registry::start();
+    let d = Daemon::start(&reg);
+    let _cleanup = Cleanup {
+        data_root: d.dir.path().join("data"),
+        exec_root: d.dir.path().join("exec"),
+    };
+    d.ok(&["pull", "-q", "busybox"]);
+    d.ok(&[
+        "run",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        "echo exported > /marker",
+    ]);
+    let tar = d.dir.path().join("rootfs.tar");
+    d.ok(&["export", "src", "-o", tar.to_str().expect("utf-8 path")]);
+    assert!(std::fs::metadata(&tar).expect("export file").len() > 100_000);
+
+    let id = d.ok(&[
+        "import",
+        "-c",
+        "CMD [\"cat\", \"/marker\"]",
+        "-c",
+        "ENV GREETING=hello",
+        "-c",
+        "WORKDIR /tmp",
+        tar.to_str().expect("utf-8 path"),
+        "imported:v1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(d.ok(&["run", "--rm", "imported:v1"]), "exported\n");
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "imported:v1",
+            "sh",
+            "-c",
+            "echo $GREETING $(pwd)"
+        ]),
+        "hello /tmp\n"
+    );
+    // From stdin, untagged, via `image import`; a bad change is a clear error.
+    let data = std::fs::read(&tar).expect("read tar");
+    let out = d.berth(&["image", "import", "-"], Some(&data));
+    assert!(out.status.success(), "{out:?}");
+    let out = d.berth(
+        &["import", "-c", "FROB x", tar.to_str().expect("utf-8 path")],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unsupported instruction"),
+        "{out:?}"
+    );
+
+    let pruned = d.ok(&["container", "prune", "-f"]);
+    assert!(pruned.contains("Deleted Containers:"), "{pruned}");
+    assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
+    // The untagged import is dangling: a plain prune removes it and keeps the tagged ones.
+    let pruned = d.ok(&["image", "prune", "-f"]);
+    assert!(pruned.contains("deleted: sha256:"), "{pruned}");
+    assert_eq!(d.ok(&["images", "-q"]).lines().count(), 2);
+    let pruned = d.ok(&["image", "prune", "-a", "-f"]);
+    assert!(pruned.contains("untagged: imported:v1"), "{pruned}");
+    assert!(d.ok(&["images", "-q"]).trim().is_empty());
+}

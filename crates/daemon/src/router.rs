@@ -92,7 +92,10 @@ async fn route_docker(
         (&Method::GET, ["volumes"]) => volumes::list(engine, q),
         (&Method::GET, ["volumes", name]) => volumes::inspect(engine, name),
         (&Method::DELETE, ["volumes", name]) => volumes::remove(engine, name, q),
-        (&Method::POST, ["images", "create"]) => images::create(engine, q, req.headers()).await,
+        (&Method::POST, ["images", "create"]) => {
+            let (parts, body) = req.into_parts();
+            images::create(engine, q, &parts.headers, body).await
+        }
         (&Method::GET, ["images", "json"]) => images::list(engine, q),
         (&Method::POST, ["images", "prune"]) => images::prune(engine, q),
         (&Method::POST, ["containers", "prune"]) => containers::prune(engine, q).await,

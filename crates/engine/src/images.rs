@@ -472,6 +472,37 @@ impl Images {
         Ok(out)
     }
 
+    /// `docker import`: a root filesystem tarball (plain, gzip or zstd) becomes a single-layer
+    /// image named `opts.tag` (if any) with the config fields `opts` gives.
+    pub fn import<R: Read>(
+        &self,
+        input: R,
+        opts: &archive::ImportOptions,
+    ) -> Result<ImageRecord, ImageError> {
+        let unpack = berth_image::layer::UnpackOptions::default();
+        // The name is resolved against the default registry, like every other name here.
+        let mut opts = opts.clone();
+        if let Some(t) = &opts.tag {
+            let mut r = self.parse(t)?;
+            if r.tag().is_none() && r.digest().is_none() {
+                r = r.with_tag("latest").map_err(ImageError::Reference)?;
+            }
+            opts.tag = Some(r.to_string());
+        }
+        let rec = archive::import(
+            &self.content,
+            &self.db,
+            &self.snapshots,
+            input,
+            &unpack,
+            &opts,
+        )?;
+        let id = rec.id.to_string();
+        let name = rec.repo_tags.first().cloned().unwrap_or_else(|| id.clone());
+        self.publish("import", &id, &name);
+        Ok(rec)
+    }
+
     pub fn count(&self) -> usize {
         self.db.list().map(|l| l.len()).unwrap_or(0)
     }

@@ -1,4 +1,5 @@
-//! `berth pull`, `images`, `image inspect`, `tag`, `rmi`, `save`, `load`, `history`.
+//! `berth pull`, `images`, `image inspect`, `tag`, `rmi`, `save`, `load`, `history`, `push`
+//! (`image prune` and `import` live in [`super::archive`]).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -44,6 +45,10 @@ pub enum ImageCmd {
     History { name: String },
     /// Upload an image to a registry
     Push { name: String },
+    /// Remove unused images
+    Prune(super::archive::PruneArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(super::archive::ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -105,7 +110,7 @@ pub struct LoadArgs {
 }
 
 /// Split `name[:tag]` the way the API wants it (a port colon is not a tag).
-fn split_tag(name: &str) -> (String, String) {
+pub fn split_tag(name: &str) -> (String, String) {
     if let Some((repo, digest)) = name.split_once('@') {
         return (repo.to_string(), digest.to_string());
     }
@@ -487,6 +492,8 @@ pub async fn run(client: &Client, cmd: ImageCmd) -> anyhow::Result<bool> {
             out!("{}", render_rows(&t, &header, &rows)?);
             Ok(true)
         }
+        ImageCmd::Prune(a) => super::archive::prune_images(client, a).await,
+        ImageCmd::Import(a) => super::archive::import(client, a).await,
         ImageCmd::Push { name } => {
             let (repo, tag) = split_tag(&name);
             let path = format!("/images/{repo}/push{}", query(&[("tag", tag)]));

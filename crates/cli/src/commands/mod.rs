@@ -17,6 +17,7 @@ macro_rules! out {
     }};
 }
 
+pub mod archive;
 pub mod container;
 pub mod events;
 pub mod image;

@@ -1,4 +1,4 @@
-//! `/images`: pull (`POST /images/create`, streamed JSON progress), list, inspect, tag,
+//! `/images`: pull and import (`POST /images/create`, streamed JSON progress), list, inspect, tag,
 //! delete, history, save (`GET /images/get`, `GET /images/{name}/get`), load, push.
 
 use std::collections::HashMap;
@@ -9,6 +9,7 @@ use berth_api::filters::Filters;
 use berth_api::image::{DeleteItem, HistoryItem, ImageInspect, ImageSummary, RootFs};
 use berth_engine::images::{Deleted, ImageError};
 use berth_engine::Engine;
+use berth_image::archive::ImportOptions;
 use berth_image::auth::Credentials;
 use berth_image::images::ImageRecord;
 use berth_image::progress::{JsonMessage, ProgressEvent};
@@ -95,17 +96,92 @@ fn progress_stream() -> (
     (cb, rx)
 }
 
-/// `POST /images/create?fromImage=&tag=`.
+/// One `changes` instruction of an import (`CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`) applied to
+/// `opts`; the argument is a JSON array or, for CMD/ENTRYPOINT, shell form (`sh -c ...`).
+fn apply_change(opts: &mut ImportOptions, change: &str) -> Result<(), ApiError> {
+    let change = change.trim();
+    let (word, rest) = change
+        .split_once(char::is_whitespace)
+        .unwrap_or((change, ""));
+    let rest = rest.trim();
+    let list = || -> Vec<String> {
+        match serde_json::from_str::<Vec<String>>(rest) {
+            Ok(v) => v,
+            Err(_) => vec!["/bin/sh".into(), "-c".into(), rest.to_string()],
+        }
+    };
+    match word.to_ascii_uppercase().as_str() {
+        "CMD" => opts.cmd = Some(list()),
+        "ENTRYPOINT" => opts.entrypoint = Some(list()),
+        "ENV" => {
+            let (k, v) = rest
+                .split_once('=')
+                .or_else(|| rest.split_once(char::is_whitespace))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("changes: ENV needs KEY=VALUE, got {rest:?}"))
+                })?;
+            opts.env.push(format!("{}={}", k.trim(), v.trim()));
+        }
+        "WORKDIR" if !rest.is_empty() => opts.working_dir = Some(rest.to_string()),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "changes: unsupported instruction {change:?} (CMD, ENTRYPOINT, ENV, WORKDIR)"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// `POST /images/create?fromSrc=-&repo=&tag=&changes=`: the request body is a root filesystem
+/// tarball; answers docker's `{"status":"sha256:…"}` line.
+async fn import(
+    engine: &Arc<Engine>,
+    q: &Query,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    if q.get("fromSrc") != Some("-") {
+        return Err(ApiError::bad_request(
+            "fromSrc: only \"-\" (the request body) is supported, not a URL",
+        ));
+    }
+    let mut opts = ImportOptions::default();
+    if let Some(repo) = q.get("repo").filter(|r| !r.is_empty()) {
+        let tag = q.get("tag").filter(|t| !t.is_empty());
+        opts.tag = Some(match tag {
+            Some(t) => format!("{repo}:{t}"),
+            None => repo.to_string(),
+        });
+    }
+    for c in q.all("changes") {
+        apply_change(&mut opts, &c)?;
+    }
+    if let Some(m) = q.get("message").filter(|m| !m.is_empty()) {
+        opts.comment = Some(m.to_string());
+    }
+    let images = engine.images().clone();
+    let reader = http::body_reader(body);
+    let rec = tokio::task::spawn_blocking(move || images.import(reader, &opts))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(Body::from_bytes(
+            json_line(&json!({"status": rec.id.to_string()})).to_vec(),
+        ))
+        .expect("static headers are valid"))
+}
+
+/// `POST /images/create?fromImage=&tag=` (pull) or `?fromSrc=-` (import).
 pub async fn create(
     engine: &Arc<Engine>,
     q: &Query,
     headers: &HeaderMap,
+    body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
     let Some(from) = q.get("fromImage").filter(|f| !f.is_empty()) else {
         if q.get("fromSrc").is_some() {
-            return Err(ApiError::bad_request(
-                "import (fromSrc) is not supported by this endpoint yet",
-            ));
+            return import(engine, q, body).await;
         }
         return Err(ApiError::bad_request("fromImage is required"));
     };
@@ -462,6 +538,25 @@ pub fn prune(engine: &Arc<Engine>, q: &Query) -> Result<Response<Body>, ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_changes_parse_like_docker() {
+        let mut o = ImportOptions::default();
+        apply_change(&mut o, "CMD [\"cat\", \"/x\"]").expect("json cmd");
+        apply_change(&mut o, "ENTRYPOINT echo hi").expect("shell entrypoint");
+        apply_change(&mut o, "ENV A=1").expect("env");
+        apply_change(&mut o, "env B 2").expect("env with space");
+        apply_change(&mut o, "WORKDIR /w").expect("workdir");
+        assert_eq!(o.cmd, Some(vec!["cat".to_string(), "/x".to_string()]));
+        assert_eq!(
+            o.entrypoint,
+            Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()])
+        );
+        assert_eq!(o.env, vec!["A=1".to_string(), "B=2".to_string()]);
+        assert_eq!(o.working_dir.as_deref(), Some("/w"));
+        assert!(apply_change(&mut o, "EXPOSE 80").is_err());
+        assert!(apply_change(&mut o, "ENV novalue").is_err());
+    }
 
     #[test]
     fn registry_auth_header_decodes() {
