@@ -164,7 +164,7 @@ impl Client {
         body: ReqBody,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>, ClientError> {
-        self.send_with(method, path_and_query, body, content_type, false)
+        self.send_with(method, path_and_query, body, content_type, false, None)
             .await
     }
 
@@ -177,7 +177,7 @@ impl Client {
         body: Option<Bytes>,
     ) -> Result<Response<Incoming>, ClientError> {
         let ct = body.as_ref().map(|_| "application/json");
-        self.send_with(method, path_and_query, ReqBody::Full(body), ct, true)
+        self.send_with(method, path_and_query, ReqBody::Full(body), ct, true, None)
             .await
     }
 
@@ -188,6 +188,7 @@ impl Client {
         body: ReqBody,
         content_type: Option<&str>,
         upgrade: bool,
+        registry_auth: Option<&str>,
     ) -> Result<Response<Incoming>, ClientError> {
         let mut b = Request::builder()
             .method(method)
@@ -202,6 +203,9 @@ impl Client {
         }
         if upgrade {
             b = b.header("Connection", "Upgrade").header("Upgrade", "tcp");
+        }
+        if let Some(a) = registry_auth {
+            b = b.header("X-Registry-Auth", a);
         }
         let req = b.body(body).map_err(|e| ClientError::Host(e.to_string()))?;
         let connect_err = |source| ClientError::Connect {
@@ -259,6 +263,26 @@ impl Client {
     ) -> Result<Response<Incoming>, ClientError> {
         let ct = body.as_ref().map(|_| "application/json");
         let resp = self.send(method, path, ReqBody::Full(body), ct).await?;
+        check(resp).await
+    }
+
+    /// A bodiless [`Client::call`] carrying registry credentials (`X-Registry-Auth`, pull/push).
+    pub async fn call_with_auth(
+        &self,
+        method: Method,
+        path: &str,
+        registry_auth: Option<&str>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let resp = self
+            .send_with(
+                method,
+                path,
+                ReqBody::Full(None),
+                None,
+                false,
+                registry_auth,
+            )
+            .await?;
         check(resp).await
     }
 

@@ -18,6 +18,7 @@ use commands::archive::{ExportArgs, ImportArgs, PruneArgs};
 use commands::container::{CreateArgs, ExecArgs, LogsArgs, PsArgs, RunArgs};
 use commands::events::EventsArgs;
 use commands::image::{ImageCmd, ImagesArgs, LoadArgs, PullArgs, RmiArgs, SaveArgs};
+use commands::login::LoginArgs;
 use commands::volume::VolumeCmd;
 
 /// A docker-compatible container engine client.
@@ -88,6 +89,10 @@ enum Cmd {
     Load(LoadArgs),
     /// Show the history of an image
     History { name: String },
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout { server: Option<String> },
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
     /// Export a container's filesystem as a tar archive
@@ -308,6 +313,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::History { name } => commands::image::run(&client, ImageCmd::History { name })
             .await
             .map(code),
+        Cmd::Login(a) => commands::login::login(&client, a).await.map(code),
+        Cmd::Logout { server } => commands::login::logout(server).map(code),
         Cmd::Import(a) => commands::archive::import(&client, a).await.map(code),
         Cmd::Export(a)
         | Cmd::Container {

@@ -60,6 +60,9 @@ impl Daemon {
                 "unix://{}",
                 self.dir.path().join("b.sock").display()
             ))
+            // Credentials stay in this test's directory, never root's ~/.berth or ~/.docker.
+            .env("BERTH_CONFIG", self.dir.path().join("config"))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -320,4 +323,108 @@ fn berth_exports_imports_and_prunes() {
     let pruned = d.ok(&["image", "prune", "-a", "-f"]);
     assert!(pruned.contains("untagged: imported:v1"), "{pruned}");
     assert!(d.ok(&["images", "-q"]).trim().is_empty());
+}
+
+/// A docker-registry with htpasswd basic auth (alice:s3cret), killed by PID on drop.
+struct PrivateRegistry {
+    pid: i32,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateRegistry {
+    fn start() -> PrivateRegistry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Command::new(fixture::repo_root().join("scripts/registry-fixture.sh"))
+            .arg("start")
+            .arg(dir.path().join("reg"))
+            .arg("alice:s3cret")
+            .output()
+            .expect("fixture start");
+        assert!(
+            out.status.success(),
+            "start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut it = text.split_whitespace();
+        let port = it.next().and_then(|p| p.parse().ok()).expect("port");
+        let pid = it.next().and_then(|p| p.parse().ok()).expect("pid");
+        PrivateRegistry {
+            pid,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for PrivateRegistry {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+#[test]
+fn berth_login_gives_pull_and_push_their_credentials() {
+    for bin in ["docker-registry", "umoci", "skopeo", "jq", "htpasswd"] {
+        if !have(bin) {
+            println!("SKIP: {bin} is not installed");
+            return;
+        }
+    }
+    let reg = Registry::start();
+    let private = PrivateRegistry::start();
+    let d = Daemon::start(&reg);
+    let _cleanup = Cleanup {
+        data_root: d.dir.path().join("data"),
+        exec_root: d.dir.path().join("exec"),
+    };
+    let host = format!("127.0.0.1:{}", private.port);
+    let name = format!("{host}/private/busybox:1");
+    d.ok(&["pull", "-q", "busybox"]);
+    d.ok(&["tag", "busybox", &name]);
+
+    let out = d.berth(&["push", &name], None);
+    assert!(!out.status.success(), "push without login: {out:?}");
+
+    let out = d.berth(&["login", "-u", "alice", "-p", "wrong", &host], None);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let err: Vec<&str> = err.lines().filter(|l| !l.starts_with("WARNING!")).collect();
+    assert_eq!(err.len(), 1, "one line: {err:?}");
+    assert!(err[0].contains("unauthorized"), "{err:?}");
+    assert!(!d.dir.path().join("config/config.json").exists());
+
+    let out = d.berth(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some(b"s3cret\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Login Succeeded\n");
+    let cfg = d.dir.path().join("config/config.json");
+    let text = std::fs::read_to_string(&cfg).expect("config.json written");
+    assert!(text.contains(&host), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&cfg).expect("stat").permissions().mode() & 0o777,
+        0o600
+    );
+
+    d.ok(&["push", &name]);
+    d.ok(&["rmi", &name]);
+    d.ok(&["pull", "-q", &name]);
+    assert_eq!(
+        d.ok(&["run", "--rm", &name, "echo", "private"]),
+        "private\n"
+    );
+
+    assert!(d
+        .ok(&["logout", &host])
+        .contains("Removing login credentials"));
+    d.ok(&["rmi", &name]);
+    let out = d.berth(&["pull", "-q", &name], None);
+    assert!(!out.status.success(), "pull after logout: {out:?}");
 }

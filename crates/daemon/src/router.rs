@@ -96,6 +96,7 @@ async fn route_docker(
             let (parts, body) = req.into_parts();
             images::create(engine, q, &parts.headers, body).await
         }
+        (&Method::POST, ["auth"]) => images::login(engine, req.into_body()).await,
         (&Method::GET, ["images", "json"]) => images::list(engine, q),
         (&Method::POST, ["images", "prune"]) => images::prune(engine, q),
         (&Method::POST, ["containers", "prune"]) => containers::prune(engine, q).await,

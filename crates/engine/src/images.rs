@@ -51,6 +51,12 @@ pub enum ImageError {
     },
     #[error("conflict: unable to delete {id} (must be forced) - image is referenced in multiple repositories")]
     MultipleTags { id: String },
+    #[error("login to {registry} failed")]
+    Login {
+        registry: String,
+        #[source]
+        source: Box<berth_image::registry::RegistryError>,
+    },
     #[error("image config {id} is not valid JSON")]
     Config {
         id: String,
@@ -501,6 +507,48 @@ impl Images {
         let name = rec.repo_tags.first().cloned().unwrap_or_else(|| id.clone());
         self.publish("import", &id, &name);
         Ok(rec)
+    }
+
+    /// `POST /auth`: checks `username`/`password` against `server` (`GET /v2/`, answering a
+    /// Bearer challenge like `docker login`); nothing is stored, the client keeps credentials.
+    /// An empty server or Docker Hub's names mean the default registry; returns the registry
+    /// that was checked.
+    pub async fn verify_login(
+        &self,
+        server: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<String, ImageError> {
+        let mut registry = berth_image::reference::normalize_registry(server);
+        if server.trim().is_empty() || registry == berth_image::reference::DOCKER_HUB {
+            registry = self.settings.default_registry.clone();
+        }
+        let login = |source| ImageError::Login {
+            registry: registry.clone(),
+            source: Box::new(source),
+        };
+        let client = berth_image::registry::RegistryClient::new(
+            &registry,
+            &self.settings,
+            Some(Credentials::basic(username, password)),
+        )
+        .map_err(login)?;
+        client.ping().await.map_err(login)?;
+        Ok(registry)
+    }
+
+    /// Whether a [`ImageError::Login`] was the registry refusing the credentials (not a network
+    /// or protocol failure).
+    pub fn is_unauthorized(e: &ImageError) -> bool {
+        use berth_image::registry::RegistryError as R;
+        match e {
+            ImageError::Login { source, .. } => match &**source {
+                R::Unauthorized { .. } | R::Token { .. } => true,
+                R::Api { status, .. } => *status == 401 || *status == 403,
+                _ => false,
+            },
+            _ => false,
+        }
     }
 
     pub fn count(&self) -> usize {

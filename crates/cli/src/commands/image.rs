@@ -128,7 +128,10 @@ pub async fn pull(client: &Client, name: &str, quiet: bool) -> anyhow::Result<bo
         "/images/create{}",
         query(&[("fromImage", repo), ("tag", tag)])
     );
-    let resp = client.call(Method::POST, &path, None).await?;
+    let auth = super::login::registry_auth_for(name)?;
+    let resp = client
+        .call_with_auth(Method::POST, &path, auth.as_deref())
+        .await?;
     let tty = std::io::stderr().is_terminal();
     let mut body = resp.into_body();
     let mut buf: Vec<u8> = Vec::new();
@@ -497,7 +500,10 @@ pub async fn run(client: &Client, cmd: ImageCmd) -> anyhow::Result<bool> {
         ImageCmd::Push { name } => {
             let (repo, tag) = split_tag(&name);
             let path = format!("/images/{repo}/push{}", query(&[("tag", tag)]));
-            let resp = client.call(Method::POST, &path, None).await?;
+            let auth = super::login::registry_auth_for(&name)?;
+            let resp = client
+                .call_with_auth(Method::POST, &path, auth.as_deref())
+                .await?;
             let body = resp.into_body().collect().await?.to_bytes();
             let mut ok = true;
             for line in body.split(|&b| b == b'\n') {

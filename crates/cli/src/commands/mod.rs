@@ -21,6 +21,7 @@ pub mod archive;
 pub mod container;
 pub mod events;
 pub mod image;
+pub mod login;
 pub mod system;
 pub mod volume;
 

@@ -1,5 +1,6 @@
 //! `/images`: pull and import (`POST /images/create`, streamed JSON progress), list, inspect, tag,
-//! delete, history, save (`GET /images/get`, `GET /images/{name}/get`), load, push.
+//! delete, history, save (`GET /images/get`, `GET /images/{name}/get`), load, push, and the
+//! credential check `POST /auth`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -219,6 +220,39 @@ pub async fn create(
         .header("Content-Type", "application/json")
         .body(body)
         .expect("static headers are valid"))
+}
+
+#[derive(Deserialize, Default)]
+struct LoginRequest {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    serveraddress: String,
+}
+
+/// `POST /auth`: checks credentials against the registry (nothing is stored: clients keep
+/// them and send `X-Registry-Auth`). Refused credentials answer 401 with the registry's reason.
+pub async fn login(engine: &Arc<Engine>, body: Incoming) -> Result<Response<Body>, ApiError> {
+    let req: LoginRequest = http::read_json(body).await?;
+    if req.username.is_empty() {
+        return Err(ApiError::bad_request("username is required"));
+    }
+    match engine
+        .images()
+        .verify_login(&req.serveraddress, &req.username, &req.password)
+        .await
+    {
+        Ok(_) => Ok(http::json(
+            StatusCode::OK,
+            &json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+        )),
+        Err(e) if berth_engine::images::Images::is_unauthorized(&e) => {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, chain(&e)))
+        }
+        Err(e) => Err(ApiError::from(e)),
+    }
 }
 
 /// `POST /images/{name}/push?tag=`.
