@@ -1,0 +1,202 @@
+//! The real docker CLI against berthd for the registry-login and import/export verbs:
+//! `docker login` against an htpasswd registry (checked through `POST /auth`, then pushes and
+//! pulls with the credentials docker keeps and sends as `X-Registry-Auth`), `docker export` →
+//! `docker import --change` → `docker run`, and `docker container prune` / `docker image prune`.
+//! berthd and both registries are killed by PID on drop; containers and overlays cleaned up.
+
+mod common;
+#[path = "support/fixture.rs"]
+mod fixture;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::Daemon;
+use fixture::{ensure_siblings, have, repo_root, Cleanup, Registry};
+
+struct Docker {
+    host: String,
+    config: tempfile::TempDir,
+}
+
+impl Docker {
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut child = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", self.config.path())
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run docker");
+        if let Some(data) = stdin {
+            let mut i = child.stdin.take().expect("stdin");
+            // docker may refuse before reading everything; its exit status says so.
+            let _ = i.write_all(data);
+        }
+        child.wait_with_output().expect("docker output")
+    }
+
+    fn ok(&self, args: &[&str], d: &Daemon) -> String {
+        let out = self.run(args, None);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed ({}): {}\nberthd log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A docker-registry with htpasswd basic auth (alice:s3cret), killed by PID on drop.
+struct PrivateRegistry {
+    pid: i32,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateRegistry {
+    fn start() -> PrivateRegistry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Command::new(repo_root().join("scripts/registry-fixture.sh"))
+            .arg("start")
+            .arg(dir.path().join("reg"))
+            .arg("alice:s3cret")
+            .output()
+            .expect("fixture start");
+        assert!(
+            out.status.success(),
+            "start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut it = text.split_whitespace();
+        let port = it.next().and_then(|p| p.parse().ok()).expect("port");
+        let pid = it.next().and_then(|p| p.parse().ok()).expect("pid");
+        PrivateRegistry {
+            pid,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for PrivateRegistry {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+#[test]
+fn docker_cli_login_import_export_prune() {
+    for bin in [
+        "docker",
+        "docker-registry",
+        "umoci",
+        "skopeo",
+        "jq",
+        "htpasswd",
+    ] {
+        if !have(bin) {
+            println!("SKIP: {bin} is not installed");
+            return;
+        }
+    }
+    ensure_siblings(Path::new(env!("CARGO_BIN_EXE_berthd")));
+    let reg = Registry::start();
+    let private = PrivateRegistry::start();
+    let r = format!("127.0.0.1:{}", reg.port);
+    let d = Daemon::start_with(&["--default-registry", r.as_str()]);
+    let _cleanup = Cleanup {
+        data_root: d.data_root.clone(),
+        exec_root: d.exec_root.clone(),
+    };
+    let docker = Docker {
+        host: d.host(),
+        config: tempfile::tempdir().expect("docker config dir"),
+    };
+    docker.ok(&["pull", "-q", "busybox"], &d);
+
+    // login: refused credentials are docker's one-line error; accepted ones let push/pull in
+    let host = format!("127.0.0.1:{}", private.port);
+    let name = format!("{host}/private/busybox:1");
+    let out = docker.run(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some(b"wrong\n"),
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unauthorized"), "{err}");
+    let out = docker.run(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some(b"s3cret\n"),
+    );
+    assert!(out.status.success(), "{out:?}\n{}", d.log());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Login Succeeded"),
+        "{out:?}"
+    );
+    docker.ok(&["tag", "busybox", &name], &d);
+    docker.ok(&["push", &name], &d);
+    docker.ok(&["rmi", &name], &d);
+    docker.ok(&["pull", "-q", &name], &d);
+    docker.ok(&["logout", &host], &d);
+    docker.ok(&["rmi", &name], &d);
+    let out = docker.run(&["pull", "-q", &name], None);
+    assert!(!out.status.success(), "pull after logout: {out:?}");
+
+    // export → import with changes → run
+    docker.ok(
+        &[
+            "run",
+            "--name",
+            "src",
+            "busybox",
+            "sh",
+            "-c",
+            "echo exported > /marker",
+        ],
+        &d,
+    );
+    let tar = d.data_root.with_file_name("rootfs.tar");
+    let tar = tar.to_str().expect("utf-8 path");
+    docker.ok(&["export", "-o", tar, "src"], &d);
+    let id = docker.ok(
+        &[
+            "import",
+            "--change",
+            "CMD [\"cat\", \"/marker\"]",
+            "--change",
+            "WORKDIR /tmp",
+            tar,
+            "imported:v1",
+        ],
+        &d,
+    );
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(docker.ok(&["run", "--rm", "imported:v1"], &d), "exported\n");
+    assert_eq!(
+        docker.ok(&["run", "--rm", "imported:v1", "pwd"], &d),
+        "/tmp\n"
+    );
+
+    // prune
+    let out = docker.ok(&["container", "prune", "-f"], &d);
+    assert!(out.contains("Deleted Containers"), "{out}");
+    let out = docker.ok(&["image", "prune", "-a", "-f"], &d);
+    assert!(out.contains("imported:v1"), "{out}");
+    let left = docker.ok(&["images", "-q"], &d);
+    assert!(left.trim().is_empty(), "{left}");
+}
