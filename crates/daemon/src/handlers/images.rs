@@ -140,6 +140,9 @@ async fn import(
     q: &Query,
     body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
+    // Taken first: a request refused below still has its upload read (and discarded), so the
+    // client sees the error instead of a broken pipe.
+    let reader = http::body_reader(body);
     if q.get("fromSrc") != Some("-") {
         return Err(ApiError::bad_request(
             "fromSrc: only \"-\" (the request body) is supported, not a URL",
@@ -160,7 +163,6 @@ async fn import(
         opts.comment = Some(m.to_string());
     }
     let images = engine.images().clone();
-    let reader = http::body_reader(body);
     let rec = tokio::task::spawn_blocking(move || images.import(reader, &opts))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
