@@ -257,15 +257,18 @@ impl Images {
     }
 
     /// Pull `name` (tag or digest given separately as the API does), reporting progress.
+    /// `platform` picks from an index (default linux/amd64).
     pub async fn pull(
         &self,
         reference: &Reference,
+        platform: Option<pull::Platform>,
         credentials: Option<Credentials>,
         progress: &(dyn Fn(ProgressEvent) + Send + Sync),
     ) -> Result<ImageRecord, ImageError> {
         let opts = pull::PullOptions {
             settings: self.settings.clone(),
             credentials,
+            platform: platform.unwrap_or_default(),
             ..pull::PullOptions::default()
         };
         let rec = pull::pull(

@@ -372,7 +372,7 @@ async fn create(client: &Client, a: &CreateArgs) -> anyhow::Result<String> {
             {
                 let name = message.trim_start_matches("No such image: ").to_string();
                 eprintln!("Unable to find image '{name}' locally");
-                if !super::image::pull(client, &a.image, false).await? {
+                if !super::image::pull(client, &a.image, false, None).await? {
                     anyhow::bail!("pull of {} failed", a.image);
                 }
             }

@@ -57,6 +57,9 @@ pub struct PullArgs {
     /// Suppress verbose output
     #[arg(short, long)]
     pub quiet: bool,
+    /// Pick this platform from a multi-platform image (os/arch[/variant]; default linux/amd64)
+    #[arg(long)]
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -122,12 +125,18 @@ pub fn split_tag(name: &str) -> (String, String) {
 
 /// Pull with progress: per-layer status lines; on a terminal the `Downloading` byte counts
 /// update one line in place, elsewhere only state changes are printed.
-pub async fn pull(client: &Client, name: &str, quiet: bool) -> anyhow::Result<bool> {
+pub async fn pull(
+    client: &Client,
+    name: &str,
+    quiet: bool,
+    platform: Option<&str>,
+) -> anyhow::Result<bool> {
     let (repo, tag) = split_tag(name);
-    let path = format!(
-        "/images/create{}",
-        query(&[("fromImage", repo), ("tag", tag)])
-    );
+    let mut params = vec![("fromImage", repo), ("tag", tag)];
+    if let Some(p) = platform {
+        params.push(("platform", p.to_string()));
+    }
+    let path = format!("/images/create{}", query(&params));
     let auth = super::login::registry_auth_for(name)?;
     let resp = client
         .call_with_auth(Method::POST, &path, auth.as_deref())
@@ -348,7 +357,7 @@ pub fn print_inspect(found: &[Value], format: Option<&str>) -> anyhow::Result<()
 
 pub async fn run(client: &Client, cmd: ImageCmd) -> anyhow::Result<bool> {
     match cmd {
-        ImageCmd::Pull(a) => pull(client, &a.name, a.quiet).await,
+        ImageCmd::Pull(a) => pull(client, &a.name, a.quiet, a.platform.as_deref()).await,
         ImageCmd::Ls(a) => images(client, a).await,
         ImageCmd::Inspect { names, format } => inspect(client, &names, format.as_deref()).await,
         ImageCmd::Tag { source, target } => {

@@ -198,6 +198,12 @@ pub async fn create(
         }
         .map_err(|e| ApiError::bad_request(chain(&e)))?;
     }
+    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => Some(berth_image::pull::Platform::parse(p).ok_or_else(|| {
+            ApiError::bad_request(format!("invalid platform {p:?}: want os/arch[/variant]"))
+        })?),
+        None => None,
+    };
     let creds = registry_auth(headers);
     let (tx, body) = Body::channel(64);
     let (cb, mut rx) = progress_stream();
@@ -210,7 +216,7 @@ pub async fn create(
                 }
             }
         });
-        let res = images.pull(&reference, creds, &*cb).await;
+        let res = images.pull(&reference, platform, creds, &*cb).await;
         drop(cb);
         let _ = forward.await;
         if let Err(e) = res {
