@@ -69,6 +69,8 @@ pub struct TmpfsOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HostConfig {
+    /// `[height, width]` of the terminal at start (docker ≥ 1.42 sends it with `-t`).
+    pub console_size: Option<[u16; 2]>,
     pub binds: Option<Vec<String>>,
     pub mounts: Option<Vec<Mount>>,
     pub tmpfs: Option<HashMap<String, String>>,
@@ -243,6 +245,8 @@ pub struct ExecConfig {
     pub privileged: bool,
     pub user: String,
     pub working_dir: String,
+    /// `[height, width]` of the terminal at start.
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// Body of `POST /exec/{id}/start`.
@@ -251,6 +255,8 @@ pub struct ExecConfig {
 pub struct ExecStartConfig {
     pub detach: bool,
     pub tty: bool,
+    /// `[height, width]` of the terminal at start (overrides the one given at create).
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// `GET /exec/{id}/json`.

@@ -153,7 +153,7 @@ async fn route_docker(
         (&Method::DELETE, ["containers", id]) => containers::remove(engine, id, q).await,
         (&Method::POST, ["exec", id, "start"]) => containers::exec_start(engine, id, req).await,
         (&Method::GET, ["exec", id, "json"]) => containers::exec_inspect(engine, id),
-        (&Method::POST, ["exec", _id, "resize"]) => Ok(crate::http::empty(hyper::StatusCode::OK)),
+        (&Method::POST, ["exec", id, "resize"]) => containers::exec_resize(engine, id, q),
         _ => Err(page_not_found()),
     }
 }

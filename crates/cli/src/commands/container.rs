@@ -342,6 +342,7 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<ContainerCreateRequest> {
             nano_cpus: a.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
             cpu_shares: a.cpu_shares.unwrap_or(0),
             pids_limit: a.pids_limit,
+            console_size: if a.tty { console_size() } else { None },
             ..HostConfig::default()
         },
         networking_config: None,
@@ -493,6 +494,15 @@ async fn stream_io(
         i.abort();
     }
     Ok(())
+}
+
+/// `[height, width]` of the terminal on stdout, sent at create/start so the container's
+/// terminal has its size before the process runs (a resize after start races with it).
+fn console_size() -> Option<[u16; 2]> {
+    berth_sys::process::window_size(std::io::stdout().as_fd())
+        .ok()
+        .filter(|&(rows, cols)| rows > 0 && cols > 0)
+        .map(|(rows, cols)| [rows, cols])
 }
 
 async fn resize(client: &Client, path: &str) {
@@ -824,6 +834,7 @@ pub async fn exec(client: &Client, a: ExecArgs) -> anyhow::Result<i32> {
         privileged: a.privileged,
         user: a.user.clone().unwrap_or_default(),
         working_dir: a.workdir.clone().unwrap_or_default(),
+        console_size: if a.tty { console_size() } else { None },
         ..ExecConfig::default()
     };
     let resp = client
@@ -836,7 +847,7 @@ pub async fn exec(client: &Client, a: ExecArgs) -> anyhow::Result<i32> {
     let v: Value = read_json(resp).await?;
     let id = v["Id"].as_str().unwrap_or_default().to_string();
     let start = Bytes::from(serde_json::to_vec(
-        &json!({"Detach": a.detach, "Tty": a.tty}),
+        &json!({"Detach": a.detach, "Tty": a.tty, "ConsoleSize": cfg.console_size}),
     )?);
     if a.detach {
         client

@@ -573,6 +573,14 @@ pub async fn resize(engine: &Arc<Engine>, id: &str, q: &Query) -> Result<Respons
     Ok(http::empty(StatusCode::OK))
 }
 
+/// `POST /exec/{id}/resize?h=&w=`.
+pub fn exec_resize(engine: &Arc<Engine>, id: &str, q: &Query) -> Result<Response<Body>, ApiError> {
+    let h: u16 = q.get("h").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let w: u16 = q.get("w").and_then(|v| v.parse().ok()).unwrap_or(0);
+    engine.containers().exec_resize(id, h, w)?;
+    Ok(http::empty(StatusCode::OK))
+}
+
 /// `POST /containers/{id}/exec`.
 pub async fn exec_create(
     engine: &Arc<Engine>,
@@ -658,7 +666,9 @@ pub async fn exec_start(
     let cfg: ExecStartConfig = http::read_json(req.into_body()).await?;
     let containers = engine.containers().clone();
     let exec = containers.exec_get(id)?;
-    let mut started = containers.exec_start(id, cfg.detach).await?;
+    let mut started = containers
+        .exec_start(id, cfg.detach, cfg.console_size)
+        .await?;
     let exec_id = exec.id.clone();
     if cfg.detach {
         tokio::spawn(async move {

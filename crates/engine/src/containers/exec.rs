@@ -25,6 +25,8 @@ pub struct ExecState {
     pub started: bool,
     pub exit_code: Option<i64>,
     pub pid: i64,
+    /// With a TTY, while running: a handle on the pty master, for resize.
+    pub pty: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Exec {
@@ -94,7 +96,14 @@ impl Containers {
     }
 
     /// Start an exec; with `detach` its stdio is /dev/null and it is reaped in the background.
-    pub async fn exec_start(&self, id: &str, detach: bool) -> Result<Started, ContainerError> {
+    /// `console_size` (`[height, width]`, else the one given at create) sizes its terminal
+    /// before the process runs.
+    pub async fn exec_start(
+        &self,
+        id: &str,
+        detach: bool,
+        console_size: Option<[u16; 2]>,
+    ) -> Result<Started, ContainerError> {
         let exec = self.exec_get(id)?;
         {
             let mut s = exec.state.lock().expect("exec lock poisoned");
@@ -118,6 +127,16 @@ impl Containers {
         let c = &exec.config;
         process["args"] = serde_json::json!(c.cmd);
         process["terminal"] = serde_json::json!(c.tty);
+        // the container's own size is no default for an exec's terminal
+        if let Some(o) = process.as_object_mut() {
+            o.remove("consoleSize");
+        }
+        if let Some([height, width]) = console_size
+            .or(c.console_size)
+            .filter(|s| c.tty && s[0] > 0 && s[1] > 0)
+        {
+            process["consoleSize"] = serde_json::json!({"height": height, "width": width});
+        }
         let mut env: Vec<String> = process["env"]
             .as_array()
             .map(|a| {
@@ -245,6 +264,7 @@ impl Containers {
         {
             let mut s = exec.state.lock().expect("exec lock poisoned");
             s.pid = child.id().map(i64::from).unwrap_or(0);
+            s.pty = pty.as_ref().and_then(|p| p.try_clone().ok()).map(Arc::new);
         }
         self.publish_event(
             &format!("exec_start: {}", c.cmd.join(" ")),
@@ -258,6 +278,28 @@ impl Containers {
         })
     }
 
+    /// `POST /exec/{id}/resize`: sets the window size of a running exec's terminal (none
+    /// without a TTY: nothing to do).
+    pub fn exec_resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), ContainerError> {
+        let exec = self.exec_get(id)?;
+        let s = exec.state();
+        if !s.running {
+            return Err(ContainerError::Conflict(format!(
+                "exec instance {id} is not running"
+            )));
+        }
+        if let Some(pty) = s.pty {
+            berth_sys::process::set_window_size(&*pty, rows, cols).map_err(|e| {
+                ContainerError::Io {
+                    id: exec.container_id.clone(),
+                    op: format!("resize the terminal of exec {id} to {rows}x{cols}"),
+                    source: e.into(),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
     /// Record how an exec ended.
     pub fn exec_finished(&self, id: &str, code: i64) {
         let Ok(exec) = self.exec_get(id) else {
@@ -267,6 +309,7 @@ impl Containers {
             let mut s = exec.state.lock().expect("exec lock poisoned");
             s.running = false;
             s.exit_code = Some(code);
+            s.pty = None;
         }
         if let Ok(entry) = self.get(&exec.container_id) {
             self.publish_event(

@@ -133,6 +133,11 @@ pub fn build(
     let mut v = serde_json::to_value(&spec).map_err(SpecError::Encode)?;
     v["root"] = json!({"path": input.rootfs, "readonly": h.readonly_rootfs});
     v["hostname"] = json!(hostname);
+    if let Some([height, width]) = h.console_size.filter(|s| c.tty && s[0] > 0 && s[1] > 0) {
+        // the runtime sizes the pty before the process runs: a resize sent after start
+        // races with a process that asks for its size at once (`stty size`)
+        v["process"]["consoleSize"] = json!({"height": height, "width": width});
+    }
     if c.open_stdin && !c.tty {
         // stdin stays open for attach; nothing in the spec, the shim holds it
     }
