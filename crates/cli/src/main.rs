@@ -406,7 +406,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    let result = rt.block_on(run(cli));
+    // a session's stdin reader may still sit in a blocking read() of the terminal after the
+    // container's output ended (tokio::io::stdin): don't wait for a keypress to exit
+    rt.shutdown_background();
+    match result {
         Ok(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
         Err(e)
             if e.downcast_ref::<std::io::Error>()

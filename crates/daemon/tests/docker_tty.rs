@@ -100,5 +100,38 @@ fn docker_tty_sessions_are_clean_and_sized() {
     assert_eq!(text(&out), "33 101\r\n", "exec -it stty size: {out:?}");
     let out = term(RESIZE_LATER.replace("CMD", "exec -it tty").as_str());
     assert_eq!(text(&out), "40 120\r\n", "exec -it after resize: {out:?}");
+
+    // the berth CLI (built next to berthd by `cargo test --workspace`): the same sizes, and it
+    // exits when the session ends although its stdin (the terminal) is still open
+    let berth = Path::new(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
+    if berth.exists() {
+        let b = berth.display();
+        for (cmd, want) in [
+            (
+                format!("{b} -H $DOCKER_HOST run -it --rm busybox stty size"),
+                "33 101\r\n",
+            ),
+            (
+                format!("{b} -H $DOCKER_HOST exec -it tty stty size"),
+                "33 101\r\n",
+            ),
+            (
+                format!("{b} -H $DOCKER_HOST run -it --rm busybox echo hi"),
+                "hi\r\n",
+            ),
+        ] {
+            let out = term(&format!("timeout 20 {cmd}"));
+            assert_eq!(
+                (text(&out).as_str(), out.status.code()),
+                (want, Some(0)),
+                "{cmd}: {out:?}"
+            );
+        }
+    } else {
+        println!(
+            "SKIP: berth CLI checks: {b} is not built",
+            b = berth.display()
+        );
+    }
     docker(&["rm", "-f", "tty"]);
 }
