@@ -8,4 +8,4 @@ scripts/build-dist.sh >/dev/null
 bundle=${BERTH_QUICKSTART_BUNDLE:-/tmp/berth-quickstart}
 scripts/make-busybox-bundle.sh "$bundle" -- sh -c 'echo "hello from berth: $(hostname), pid $$, $(id)"' >/dev/null
 echo "+ berth-runtime run --bundle $bundle quickstart"
-exec target/dist/berth-runtime run --bundle "$bundle" "quickstart-$$"
+exec "${CARGO_TARGET_DIR:-target}/dist/berth-runtime" run --bundle "$bundle" "quickstart-$$"
