@@ -361,50 +361,13 @@ fn default_mounts(privileged: bool) -> Vec<Value> {
     ]
 }
 
-/// Every capability the kernel knows (what `--privileged` and `--cap-add ALL` give).
-const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
+/// Every capability there is (what `--privileged` and `--cap-add ALL` give), in kernel bit order,
+/// from the `caps` crate the runtime uses too: one list of names for the whole project.
+fn all_caps() -> Vec<String> {
+    let mut all: Vec<caps::Capability> = caps::all().into_iter().collect();
+    all.sort_by_key(|c| c.index());
+    all.iter().map(|c| c.to_string()).collect()
+}
 
 /// Docker's default set.
 const DEFAULT_CAPS: &[&str] = &[
@@ -434,7 +397,7 @@ fn normalize_cap(c: &str) -> Result<String, SpecError> {
     } else {
         format!("CAP_{up}")
     };
-    if ALL_CAPS.contains(&full.as_str()) {
+    if full.parse::<caps::Capability>().is_ok() {
         Ok(full)
     } else {
         Err(SpecError::Invalid(format!("unknown capability: {c:?}")))
@@ -445,7 +408,7 @@ fn normalize_cap(c: &str) -> Result<String, SpecError> {
 /// drops apply to the default set, adds win over drops, `ALL` on either side).
 pub fn capabilities(h: &HostConfig) -> Result<Vec<String>, SpecError> {
     if h.privileged {
-        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+        return Ok(all_caps());
     }
     let add: Vec<String> = h
         .cap_add
@@ -469,7 +432,7 @@ pub fn capabilities(h: &HostConfig) -> Result<Vec<String>, SpecError> {
             .collect()
     };
     if add.iter().any(|a| a == "ALL") {
-        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+        return Ok(all_caps());
     }
     for a in add {
         if !set.contains(&a) {
@@ -501,7 +464,9 @@ mod tests {
         assert!(capabilities(&h).is_err());
         h.privileged = true;
         h.cap_add = None;
-        assert_eq!(capabilities(&h).expect("caps").len(), ALL_CAPS.len());
+        assert_eq!(capabilities(&h).expect("caps").len(), 41);
+        assert_eq!(all_caps()[0], "CAP_CHOWN");
+        assert_eq!(all_caps()[40], "CAP_CHECKPOINT_RESTORE");
     }
 
     #[test]
