@@ -25,6 +25,8 @@ fn in_terminal(host: &str, config: &Path, shell: &str) -> Output {
         ])
         .env("DOCKER_HOST", host)
         .env("DOCKER_CONFIG", config)
+        // script(1) runs $SHELL, else /bin/sh: the same shell whatever the caller's is
+        .env("SHELL", "/bin/sh")
         .env_remove("DOCKER_CONTEXT")
         // a stdin that stays open without data: at EOF on its stdin script(1) types the
         // terminal's EOF character into the session, which docker would pass on as input
@@ -120,7 +122,10 @@ fn docker_tty_sessions_are_clean_and_sized() {
                 "hi\r\n",
             ),
         ] {
-            let out = term(&format!("timeout 20 {cmd}"));
+            // --foreground: a plain timeout(1) puts itself in a new process group, which
+            // is then in the terminal's background, and berth is stopped (SIGTTOU) when it
+            // sets the terminal raw, as any program would be
+            let out = term(&format!("timeout --foreground 20 {cmd}"));
             assert_eq!(
                 (text(&out).as_str(), out.status.code()),
                 (want, Some(0)),
