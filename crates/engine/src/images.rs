@@ -268,7 +268,7 @@ impl Images {
         let opts = pull::PullOptions {
             settings: self.settings.clone(),
             credentials,
-            platform: platform.unwrap_or_default(),
+            platform,
             ..pull::PullOptions::default()
         };
         let rec = pull::pull(

@@ -19,6 +19,7 @@ use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 
 use crate::auth::{AuthError, AuthStore, Credentials};
 use crate::digest::{Digest, DigestError};
+use crate::images::manifest::select_platform;
 use crate::images::{ImageError, ImageRecord, ImageStore};
 use crate::layer::{self, Compression, LayerError, UnpackOptions};
 use crate::progress::{LayerState, ProgressEvent, ProgressFn};
@@ -74,6 +75,18 @@ pub enum PullError {
         wanted: String,
         /// What the index offers.
         available: String,
+    },
+    /// A single-platform image is not of the platform asked for.
+    #[error(
+        "pull {reference}: image is {actual}, which does not match the specified platform {wanted}"
+    )]
+    PlatformMismatch {
+        /// The reference pulled.
+        reference: String,
+        /// os/arch[/variant] asked for.
+        wanted: String,
+        /// What the image's config says.
+        actual: String,
     },
     /// A layer's content did not hash to its manifest digest, or its diff id to the config's.
     #[error("pull {reference}: layer {layer}: {what} mismatch: expected {expected}, got {actual}")]
@@ -141,80 +154,15 @@ pub enum PullError {
     },
 }
 
-/// A platform to pick from an index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    /// `linux`.
-    pub os: String,
-    /// `amd64`, `arm64`, …
-    pub architecture: String,
-    /// `v7`, `v8`, when it matters.
-    pub variant: Option<String>,
-}
-
-impl Default for Platform {
-    /// linux/amd64.
-    fn default() -> Self {
-        Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        }
-    }
-}
-
-impl Platform {
-    /// The machine berth runs on, in OCI names.
-    pub fn host() -> Self {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "arm" => "arm",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            "s390x" => "s390x",
-            "riscv64" => "riscv64",
-            other => other,
-        };
-        Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant: None,
-        }
-    }
-
-    /// `os/arch[/variant]`, e.g. `linux/arm64/v8`.
-    pub fn parse(s: &str) -> Option<Self> {
-        let mut it = s.split('/');
-        let os = it.next().filter(|p| !p.is_empty())?;
-        let architecture = it.next().filter(|p| !p.is_empty())?;
-        let variant = it.next().map(str::to_string);
-        if it.next().is_some() {
-            return None;
-        }
-        Some(Platform {
-            os: os.into(),
-            architecture: architecture.into(),
-            variant,
-        })
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
+/// The platform type pulls choose by (one type for the whole crate).
+pub use crate::images::manifest::Platform;
 
 /// How to pull.
 #[derive(Debug, Clone)]
 pub struct PullOptions {
-    /// Platform to pick from an index.
-    pub platform: Platform,
+    /// Platform to pick from an index; `None` = the host's. When given, a single-platform
+    /// image must also be this platform (docker's check), not just any image.
+    pub platform: Option<Platform>,
     /// Default registry, mirrors, insecure registries.
     pub settings: RegistrySettings,
     /// Credentials to use (e.g. from the API's `X-Registry-Auth`); else looked up in `auth`.
@@ -232,7 +180,7 @@ pub struct PullOptions {
 impl Default for PullOptions {
     fn default() -> Self {
         PullOptions {
-            platform: Platform::default(),
+            platform: None,
             settings: RegistrySettings::from_env(),
             credentials: None,
             auth: None,
@@ -346,9 +294,10 @@ async fn pull_inner(
     let (index_digest, manifest) = if is_index(&top) {
         let index: ImageIndex =
             serde_json::from_slice(&top.bytes).map_err(|e| invalid("index", e.to_string()))?;
-        let desc = pick_platform(&index, &opts.platform).ok_or_else(|| PullError::NoPlatform {
+        let want = opts.platform.clone().unwrap_or_else(Platform::host);
+        let desc = select_platform(&index, &want).map_err(|_| PullError::NoPlatform {
             reference: rs.clone(),
-            wanted: opts.platform.to_string(),
+            wanted: want.to_string(),
             available: available_platforms(&index),
         })?;
         let digest = desc.digest().to_string();
@@ -386,6 +335,19 @@ async fn pull_inner(
     }
     let config: ImageConfiguration =
         serde_json::from_slice(&config_bytes).map_err(|e| invalid("config", e.to_string()))?;
+    if let (None, Some(want)) = (&index_digest, &opts.platform) {
+        if !want.matches_config(&config) {
+            let mut actual = format!("{}/{}", config.os(), config.architecture());
+            if let Some(v) = config.variant() {
+                actual = format!("{actual}/{v}");
+            }
+            return Err(PullError::PlatformMismatch {
+                reference: rs.clone(),
+                wanted: want.to_string(),
+                actual,
+            });
+        }
+    }
     let diff_ids: Vec<Digest> = config
         .rootfs()
         .diff_ids()
@@ -602,29 +564,6 @@ async fn resolve(
 fn is_index(m: &FetchedManifest) -> bool {
     let mt = m.media_type.split(';').next().unwrap_or("").trim();
     mt == OCI_INDEX || mt == DOCKER_MANIFEST_LIST
-}
-
-fn pick_platform<'a>(
-    index: &'a ImageIndex,
-    want: &Platform,
-) -> Option<&'a oci_spec::image::Descriptor> {
-    let candidates = index.manifests().iter().filter(|d| {
-        d.platform().as_ref().is_some_and(|p| {
-            p.os().to_string() == want.os && p.architecture().to_string() == want.architecture
-        })
-    });
-    let candidates: Vec<_> = candidates.collect();
-    if let Some(v) = &want.variant {
-        if let Some(d) = candidates.iter().find(|d| {
-            d.platform()
-                .as_ref()
-                .and_then(|p| p.variant().as_ref())
-                .is_some_and(|pv| pv == v)
-        }) {
-            return Some(d);
-        }
-    }
-    candidates.first().copied()
 }
 
 fn available_platforms(index: &ImageIndex) -> String {
@@ -1032,15 +971,6 @@ mod tests {
     }
 
     #[test]
-    fn platforms() {
-        assert_eq!(Platform::default().to_string(), "linux/amd64");
-        let p = Platform::parse("linux/arm64/v8").expect("parse");
-        assert_eq!(p.variant.as_deref(), Some("v8"));
-        assert!(Platform::parse("linux").is_none());
-        assert!(Platform::parse("a/b/c/d").is_none());
-    }
-
-    #[test]
     fn picks_platform_from_index() {
         let d = |arch: &str, variant: Option<&str>, hex: char| {
             let mut p = serde_json::json!({"os": "linux", "architecture": arch});
@@ -1060,7 +990,8 @@ mod tests {
         }))
         .expect("index");
         let pick = |s: &str| {
-            pick_platform(&index, &Platform::parse(s).expect("platform"))
+            select_platform(&index, &s.parse::<Platform>().expect("platform"))
+                .ok()
                 .map(|d| d.digest().to_string())
         };
         assert_eq!(

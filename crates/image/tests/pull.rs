@@ -297,7 +297,7 @@ fn pull_index_picks_platform_and_zstd_layers() {
         assert!(base.join("bin/busybox").is_file(), "zstd layer unpacked");
 
         let arm_opts = PullOptions {
-            platform: Platform::parse("linux/arm64/v8").expect("platform"),
+            platform: Some("linux/arm64/v8".parse::<Platform>().expect("platform")),
             ..opts()
         };
         let ev = Events::new();
@@ -313,7 +313,7 @@ fn pull_index_picks_platform_and_zstd_layers() {
         );
 
         let s390 = PullOptions {
-            platform: Platform::parse("linux/s390x").expect("platform"),
+            platform: Some("linux/s390x".parse::<Platform>().expect("platform")),
             ..opts()
         };
         let err = pull(
@@ -331,6 +331,46 @@ fn pull_index_picks_platform_and_zstd_layers() {
             err.to_string().contains("linux/arm64/v8, linux/amd64"),
             "{err}"
         );
+
+        // a single-platform manifest is checked against an explicit --platform (docker's
+        // "does not match the specified platform"), and nothing is recorded for it
+        let single = reference(&format!("{}/zstd/busybox@{}", reg.host(), amd.digest));
+        let arm64 = PullOptions {
+            platform: Some("linux/arm64".parse::<Platform>().expect("platform")),
+            ..opts()
+        };
+        let before = l.images.list().expect("list").len();
+        let err = pull(
+            &single,
+            &arm64,
+            &l.store,
+            &l.images,
+            &l.snaps,
+            &berth_image::progress::ignore,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, PullError::PlatformMismatch { .. }), "{err:?}");
+        assert!(err.to_string().contains("linux/amd64"), "{err}");
+        assert_eq!(
+            l.images.list().expect("list").len(),
+            before,
+            "no image recorded"
+        );
+        let amd64 = PullOptions {
+            platform: Some("linux/amd64".parse::<Platform>().expect("platform")),
+            ..opts()
+        };
+        pull(
+            &single,
+            &amd64,
+            &l.store,
+            &l.images,
+            &l.snaps,
+            &berth_image::progress::ignore,
+        )
+        .await
+        .expect("matching platform pulls");
     });
 }
 

@@ -199,7 +199,7 @@ pub async fn create(
         .map_err(|e| ApiError::bad_request(chain(&e)))?;
     }
     let platform = match q.get("platform").filter(|p| !p.is_empty()) {
-        Some(p) => Some(berth_image::pull::Platform::parse(p).ok_or_else(|| {
+        Some(p) => Some(p.parse::<berth_image::pull::Platform>().map_err(|_| {
             ApiError::bad_request(format!("invalid platform {p:?}: want os/arch[/variant]"))
         })?),
         None => None,

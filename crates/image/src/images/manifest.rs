@@ -250,12 +250,25 @@ impl Platform {
     /// Whether a descriptor's platform satisfies this one. A wanted variant must match exactly;
     /// a wanted os.version must match when the candidate states one.
     pub fn matches(&self, p: &oci_spec::image::Platform) -> bool {
-        let cand = Platform {
+        self.matches_platform(&Platform {
             os: p.os().to_string(),
             architecture: p.architecture().to_string(),
             variant: p.variant().clone(),
             os_version: p.os_version().clone(),
-        };
+        })
+    }
+
+    /// Whether an image config (a single-platform image) is of this platform.
+    pub fn matches_config(&self, c: &oci_spec::image::ImageConfiguration) -> bool {
+        self.matches_platform(&Platform {
+            os: c.os().to_string(),
+            architecture: c.architecture().to_string(),
+            variant: c.variant().clone(),
+            os_version: c.os_version().clone(),
+        })
+    }
+
+    fn matches_platform(&self, cand: &Platform) -> bool {
         let (wo, wa, wv) = self.normalized();
         let (co, ca, cv) = cand.normalized();
         if wo != co || wa != ca {
