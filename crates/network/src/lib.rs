@@ -3,3 +3,6 @@
 //! give a container its names (/etc/hosts, /etc/resolv.conf), name resolution between
 //! containers, and published ports (nftables DNAT). The engine calls it; it knows nothing
 //! of the engine.
+pub mod netlink;
+pub mod etc;
+pub mod ipam;

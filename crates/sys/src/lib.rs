@@ -10,4 +10,5 @@ pub mod bpf;
 pub mod exe;
 pub mod fdpass;
 pub mod mount;
+pub mod netns;
 pub mod process;
