@@ -6,3 +6,6 @@
 pub mod netlink;
 pub mod etc;
 pub mod ipam;
+pub mod store;
+pub mod dns;
+pub mod bridge;

@@ -103,7 +103,7 @@ pub fn is_pinned(path: &Path) -> bool {
     // nsfs files answer NS_GET_NSTYPE; a cheaper test that needs no ioctl: the inode of a
     // namespace file lives on the nsfs filesystem (magic 0x6e736673)
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == 0x6e73_6673)
+        .map(|s| s.filesystem_type().0 == 0x6e73_6673)
         .unwrap_or(false)
 }
 
