@@ -10,6 +10,7 @@ pub mod config;
 pub mod digest;
 pub mod images;
 pub mod layer;
+pub mod lease;
 pub mod progress;
 pub mod pull;
 pub mod push;

@@ -22,6 +22,7 @@ use crate::digest::{Digest, DigestError};
 use crate::images::manifest::select_platform;
 use crate::images::{ImageError, ImageRecord, ImageStore};
 use crate::layer::{self, Compression, LayerError, UnpackOptions};
+use crate::lease::Lease;
 use crate::progress::{LayerState, ProgressEvent, ProgressFn};
 use crate::reference::{Reference, RegistrySettings};
 use crate::registry::{
@@ -191,11 +192,28 @@ impl Default for PullOptions {
     }
 }
 
-/// What one pull created, to undo on failure.
-#[derive(Default)]
+/// What this pull made (removed again if it fails) and what it holds against gc and other
+/// pulls' undo while it runs.
 struct Created {
     blobs: Mutex<Vec<Digest>>,
     snapshots: Mutex<Vec<Digest>>,
+    blob_lease: Mutex<Lease>,
+    snapshot_lease: Mutex<Lease>,
+}
+
+impl Created {
+    fn new(store: &ContentStore, snapshotter: &Snapshotter) -> Created {
+        Created {
+            blobs: Mutex::default(),
+            snapshots: Mutex::default(),
+            blob_lease: Mutex::new(store.leases().lease()),
+            snapshot_lease: Mutex::new(snapshotter.leases().lease()),
+        }
+    }
+
+    fn hold_blob(&self, d: &Digest) {
+        self.blob_lease.lock().expect("lease lock poisoned").hold(d);
+    }
 }
 
 struct LayerJob {
@@ -217,7 +235,7 @@ pub async fn pull(
     snapshotter: &Snapshotter,
     progress: ProgressFn<'_>,
 ) -> Result<ImageRecord, PullError> {
-    let created = Created::default();
+    let created = Created::new(store, snapshotter);
     let result = pull_inner(
         reference,
         opts,
@@ -234,7 +252,10 @@ pub async fn pull(
     result
 }
 
+/// Remove what a failed pull made, except what another in-flight pull holds (it may be about to
+/// record an image on it).
 fn undo(created: &Created, store: &ContentStore, snapshotter: &Snapshotter) {
+    let snapshot_lease = created.snapshot_lease.lock().expect("lease lock poisoned");
     for chain in created
         .snapshots
         .lock()
@@ -242,16 +263,23 @@ fn undo(created: &Created, store: &ContentStore, snapshotter: &Snapshotter) {
         .iter()
         .rev()
     {
+        if snapshot_lease.shared(chain) {
+            continue;
+        }
         if let Err(e) = snapshotter.remove(chain) {
             tracing::warn!(chain_id = %chain, error = %e, "removing snapshot of failed pull");
         }
     }
+    let blob_lease = created.blob_lease.lock().expect("lease lock poisoned");
     for blob in created
         .blobs
         .lock()
         .expect("created list lock poisoned")
         .iter()
     {
+        if blob_lease.shared(blob) {
+            continue;
+        }
         if let Err(e) = store.delete(blob) {
             tracing::warn!(digest = %blob, error = %e, "removing blob of failed pull");
         }
@@ -366,6 +394,20 @@ async fn pull_inner(
         ));
     }
     let chain_ids = snapshot::chain_ids(&diff_ids);
+    // from here on this pull makes or reuses content: hold it against gc and other pulls' undo
+    {
+        let mut lease = created.snapshot_lease.lock().expect("lease lock poisoned");
+        for c in &chain_ids {
+            lease.hold(c);
+        }
+    }
+    created.hold_blob(&config_digest);
+    created.hold_blob(&manifest_digest);
+    if let Some(i) = &index_digest {
+        if let Ok(d) = parse_digest(&i.digest) {
+            created.hold_blob(&d);
+        }
+    }
 
     // layers
     let mut jobs = Vec::new();
@@ -374,6 +416,7 @@ async fn pull_inner(
         let digest =
             parse_digest(desc.digest().as_ref()).map_err(|e| invalid("manifest", e.to_string()))?;
         layer_digests.push(digest.clone());
+        created.hold_blob(&digest);
         let id = short_id(&digest);
         if snapshotter.exists(&chain_ids[i]) {
             progress(ProgressEvent::Layer {
@@ -721,18 +764,21 @@ async fn unpack_local(
             }));
         }
     }
-    prepared
-        .commit(stats.uncompressed_size)
-        .map_err(|source| PullError::Snapshot {
-            reference: rs.to_string(),
-            layer: layer.clone(),
-            source,
-        })?;
-    created
-        .snapshots
-        .lock()
-        .expect("created list lock poisoned")
-        .push(job.chain_id.clone());
+    let published =
+        prepared
+            .commit(stats.uncompressed_size)
+            .map_err(|source| PullError::Snapshot {
+                reference: rs.to_string(),
+                layer: layer.clone(),
+                source,
+            })?;
+    if published {
+        created
+            .snapshots
+            .lock()
+            .expect("created list lock poisoned")
+            .push(job.chain_id.clone());
+    }
     progress(ProgressEvent::Layer {
         id,
         state: LayerState::Complete,
@@ -929,18 +975,21 @@ async fn pull_layer(
             total: Some(job.size),
         },
     });
-    prepared
-        .commit(stats.uncompressed_size)
-        .map_err(|source| PullError::Snapshot {
-            reference: rs.to_string(),
-            layer: layer.clone(),
-            source,
-        })?;
-    created
-        .snapshots
-        .lock()
-        .expect("created list lock poisoned")
-        .push(job.chain_id.clone());
+    let published =
+        prepared
+            .commit(stats.uncompressed_size)
+            .map_err(|source| PullError::Snapshot {
+                reference: rs.to_string(),
+                layer: layer.clone(),
+                source,
+            })?;
+    if published {
+        created
+            .snapshots
+            .lock()
+            .expect("created list lock poisoned")
+            .push(job.chain_id.clone());
+    }
     progress(ProgressEvent::Layer {
         id,
         state: LayerState::Complete,

@@ -184,6 +184,7 @@ pub struct Snapshotter {
     snapshots: PathBuf,
     containers: PathBuf,
     mode: Mode,
+    leases: crate::lease::Leases,
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -212,8 +213,9 @@ impl Prepared {
     }
 
     /// Publish the snapshot (rename into place). If the same chain id was committed meanwhile
-    /// (a concurrent pull), this one is discarded and that is not an error.
-    pub fn commit(&self, size: u64) -> Result<(), SnapshotError> {
+    /// (a concurrent pull), this one is discarded and that is not an error. Returns whether
+    /// this call published it (only then is it this caller's to remove on failure).
+    pub fn commit(&self, size: u64) -> Result<bool, SnapshotError> {
         let meta = SnapshotMeta {
             parent: self.parent.clone(),
             size,
@@ -228,14 +230,14 @@ impl Prepared {
         match fs::rename(&self.tmp, &self.dest) {
             Ok(()) => {
                 self.done.store(true, Ordering::SeqCst);
-                Ok(())
+                Ok(true)
             }
             Err(e)
                 if self.dest.join("meta.json").exists()
                     && matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) =>
             {
                 // Lost a race with an identical snapshot; Drop removes ours.
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(SnapshotError::Io {
                 op: "commit",
@@ -306,7 +308,13 @@ impl Snapshotter {
             snapshots,
             containers,
             mode,
+            leases: crate::lease::Leases::default(),
         })
+    }
+
+    /// Snapshots held by in-flight pulls; [`Snapshotter::prune`] keeps them (shared by clones).
+    pub fn leases(&self) -> &crate::lease::Leases {
+        &self.leases
     }
 
     /// The stacking mode.
@@ -663,6 +671,7 @@ impl Snapshotter {
     /// and no container uses, and stale temporary directories. Returns the removed chain ids.
     pub fn prune(&self, in_use: &[Digest]) -> Result<Vec<Digest>, SnapshotError> {
         let mut keep: std::collections::HashSet<Digest> = in_use.iter().cloned().collect();
+        keep.extend(self.leases.held());
         for c in self.containers()? {
             let p = self.containers.join(&c).join("meta.json");
             if let Ok(bytes) = fs::read(&p) {
@@ -865,13 +874,16 @@ mod tests {
         let p = s.prepare(&id, None).expect("prepare");
         fs::write(p.path().join("f"), b"x").expect("write");
         assert!(!s.exists(&id));
-        p.commit(1).expect("commit");
+        assert!(p.commit(1).expect("commit"), "first commit publishes");
         assert!(s.exists(&id));
         assert_eq!(s.size(&id).expect("size"), 1);
         assert_eq!(fs::read(s.fs_path(&id).join("f")).expect("read"), b"x");
         // a second commit of the same chain id is discarded quietly
         let p = s.prepare(&id, None).expect("prepare");
-        p.commit(1).expect("commit again");
+        assert!(
+            !p.commit(1).expect("commit again"),
+            "the loser is discarded"
+        );
         drop(p);
         let other = Digest::sha256_of(b"other");
         let p = s.prepare(&other, Some(&id)).expect("prepare");

@@ -75,6 +75,7 @@ pub struct ContentStore {
     root: PathBuf,
     blobs: PathBuf,
     ingest: PathBuf,
+    leases: crate::lease::Leases,
 }
 
 static INGEST_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -91,7 +92,13 @@ impl ContentStore {
             root,
             blobs,
             ingest,
+            leases: crate::lease::Leases::default(),
         })
+    }
+
+    /// Blobs held by in-flight writers; [`ContentStore::gc`] keeps them (shared by clones).
+    pub fn leases(&self) -> &crate::lease::Leases {
+        &self.leases
     }
 
     /// The store's root directory.
@@ -262,7 +269,8 @@ impl ContentStore {
 
     /// Remove every blob not reachable from `roots`, and ingest files older than an hour.
     pub fn gc(&self, roots: &[Digest]) -> Result<GcStats, StoreError> {
-        let keep = self.reachable(roots);
+        let mut keep = self.reachable(roots);
+        keep.extend(self.leases.held());
         let mut stats = GcStats::default();
         for d in self.list()? {
             if keep.contains(&d) {

@@ -417,6 +417,83 @@ fn pull_docker_schema2() {
     });
 }
 
+/// Two pulls sharing a layer, one failing: the failed pull's undo (and a gc from `rmi` meanwhile)
+/// must not delete the layer the other pull is about to record an image on. The "other pull" is
+/// its lease, taken the way pull takes it; concurrency 1 makes the failing pull commit layer 1
+/// before layer 2's corrupted blob fails it.
+#[test]
+fn failed_pull_keeps_what_another_pull_holds() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let oci = busybox_oci(tmp.path());
+    let reg = Registry::start();
+    reg.seed(&oci, "library/busybox:latest", false);
+    let l = local();
+    block_on(async {
+        let c =
+            RegistryClient::new(&reg.host(), &RegistrySettings::default(), None).expect("client");
+        let m = c
+            .get_manifest("library/busybox", "latest")
+            .await
+            .expect("manifest");
+        let json: serde_json::Value = serde_json::from_slice(&m.bytes).expect("json");
+        let digest = |v: &serde_json::Value| v.as_str().expect("digest").to_string();
+        let layer0: berth_image::digest::Digest = digest(&json["layers"][0]["digest"])
+            .parse()
+            .expect("digest");
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(reg.blob_data_path(&digest(&json["config"]["digest"])))
+                .expect("config blob"),
+        )
+        .expect("config json");
+        // the first chain id is the first diff id
+        let chain0: berth_image::digest::Digest = digest(&config["rootfs"]["diff_ids"][0])
+            .parse()
+            .expect("diff id");
+        let path = reg.blob_data_path(&digest(&json["layers"][1]["digest"]));
+        let mut data = std::fs::read(&path).expect("read blob");
+        let mid = data.len() / 2;
+        data[mid] ^= 0x5a;
+        std::fs::write(&path, &data).expect("corrupt blob");
+
+        let mut other_snaps = l.snaps.leases().lease();
+        other_snaps.hold(&chain0);
+        let mut other_blobs = l.store.leases().lease();
+        other_blobs.hold(&layer0);
+
+        let r = reference(&format!("{}/library/busybox:latest", reg.host()));
+        let one_at_a_time = PullOptions {
+            max_concurrent_downloads: 1,
+            ..opts()
+        };
+        let err = pull(
+            &r,
+            &one_at_a_time,
+            &l.store,
+            &l.images,
+            &l.snaps,
+            &berth_image::progress::ignore,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(&err, PullError::LayerMismatch { .. }), "{err:?}");
+        assert!(l.snaps.exists(&chain0), "layer 1's snapshot is kept");
+        assert!(l.store.has(&layer0), "layer 1's blob is kept");
+        l.store.gc(&[]).expect("gc");
+        l.snaps.prune(&[]).expect("prune");
+        assert!(
+            l.snaps.exists(&chain0) && l.store.has(&layer0),
+            "gc keeps what a lease holds"
+        );
+        drop((other_snaps, other_blobs));
+        l.store.gc(&[]).expect("gc");
+        l.snaps.prune(&[]).expect("prune");
+        assert!(
+            !l.snaps.exists(&chain0) && !l.store.has(&layer0),
+            "released: unreferenced content goes"
+        );
+    });
+}
+
 #[test]
 fn corrupted_blob_fails_cleanly() {
     let tmp = tempfile::tempdir().expect("tempdir");
