@@ -6,6 +6,8 @@
 pub mod netlink;
 pub mod etc;
 pub mod ipam;
+pub mod nft;
+pub mod ports;
 pub mod store;
 pub mod dns;
 pub mod bridge;
