@@ -456,3 +456,46 @@ fn seccomp_notify_fd_reaches_the_listener() {
     assert!(msg["pid"].as_i64().is_some_and(|p| p > 0));
     assert_eq!(out, "mkdir-failed\n");
 }
+
+/// `events` (streaming) reports an OOM kill as runc does, `{"type":"oom","id":..}`, and ends
+/// when the container stops.
+#[test]
+fn events_report_oom_kills() {
+    if !can_run() {
+        return;
+    }
+    let id = uid("oom");
+    // `tail` keeps the current "line" in memory, and /dev/zero has no newline: it grows until
+    // the OOM killer ends it; the container's shell then exits
+    let b = Bundle::new(&["sh", "-c", "sleep 0.5; tail /dev/zero; sleep 0.3"]);
+    b.edit(|c| {
+        c["linux"]["resources"]["memory"] =
+            serde_json::json!({"limit": 16 << 20, "swap": 16 << 20});
+    });
+    let rt = Runtime::new();
+    rt.detached(&["create", "--bundle", b.path().to_str().expect("utf-8"), &id]);
+    let events = rt
+        .cmd()
+        .args(["events", "--interval", "1s", &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn events");
+    rt.ok(&["start", &id]);
+    let out = events.wait_with_output().expect("events output");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event json"))
+        .collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines.first().map(|e| &e["type"]), Some(&"stats".into()));
+    let ooms: Vec<_> = lines.iter().filter(|e| e["type"] == "oom").collect();
+    assert_eq!(ooms.len(), 1, "{lines:?}");
+    assert_eq!(ooms[0]["id"], id.as_str());
+    rt.ok(&["delete", &id]);
+}
