@@ -447,6 +447,7 @@ impl Firewall {
         }
 
         set_route_localnet(bridge)?;
+        set_hairpin(bridge)?;
         let mut batch = Batch::new();
         self.skeleton(&mut batch);
         for rule in listing.tagged("port", owner) {
@@ -581,6 +582,32 @@ fn set_route_localnet(bridge: &str) -> Result<(), PortError> {
         return Ok(());
     }
     std::fs::write(&path, "1").map_err(|source| PortError::Sysctl { path, source })
+}
+
+/// Lets a container reach its own published port through a host address: with br_netfilter
+/// the DNATed frame is bridged straight back to the port it came from, which a bridge only does
+/// in hairpin mode (docker sets it on every veth when it runs without its userland proxy).
+/// Only ports of berth's `bridge`.
+fn set_hairpin(bridge: &str) -> Result<(), PortError> {
+    let dir = format!("/sys/class/net/{bridge}/brif");
+    let ports = std::fs::read_dir(&dir).map_err(|source| PortError::Sysctl {
+        path: dir.clone(),
+        source,
+    })?;
+    for port in ports.flatten() {
+        let path = port.path().join("hairpin_mode");
+        if std::fs::read_to_string(&path)
+            .map(|v| v.trim() == "1")
+            .unwrap_or(false)
+        {
+            continue;
+        }
+        std::fs::write(&path, "1").map_err(|source| PortError::Sysctl {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
