@@ -449,7 +449,7 @@ impl Firewall {
         set_route_localnet(bridge)?;
         set_hairpin(bridge)?;
         let mut batch = Batch::new();
-        self.skeleton(&mut batch);
+        self.ensure_skeleton(&listing, &mut batch);
         for rule in listing.tagged("port", owner) {
             batch.delete(NfListObject::Rule(
                 self.rule_handle(&rule.chain, rule.handle),

@@ -531,3 +531,38 @@ fn network_rules_come_and_go_as_a_unit() {
     );
     w.fw.remove_all().expect("remove_all is idempotent");
 }
+
+/// The cost of one publish + unpublish cycle (two `nft` runs each), printed for
+/// docs/ARCHITECTURE.md; checks every cycle really adds and removes the rule.
+#[test]
+fn publish_unpublish_cycle_cost() {
+    if !is_root() {
+        return;
+    }
+    let w = World::new("c", 16, 1);
+    let mut publish = Vec::new();
+    let mut unpublish = Vec::new();
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        let got =
+            w.fw.publish(
+                "cyc",
+                &w.bridge,
+                w.container_ip(0),
+                &[tcp(Some("127.0.0.1"), 0, 80)],
+            )
+            .expect("publish");
+        publish.push(t.elapsed());
+        assert_eq!(w.fw.published("cyc").expect("published"), got);
+        let t = std::time::Instant::now();
+        w.fw.unpublish("cyc").expect("unpublish");
+        unpublish.push(t.elapsed());
+        assert!(w.fw.owners().expect("owners").is_empty());
+    }
+    publish.sort();
+    unpublish.sort();
+    eprintln!(
+        "publish median {:?}, unpublish median {:?} (20 cycles)",
+        publish[10], unpublish[10]
+    );
+}
