@@ -1,6 +1,7 @@
 //! One module per API resource; each handler parses the request, calls one engine function and
 //! formats the answer.
 
+pub mod archive;
 pub mod backup;
 pub mod containers;
 pub mod events;

@@ -9,6 +9,7 @@
 //! In memory each container is an [`Entry`]: its record behind a mutex and a watch channel of
 //! its [`Phase`], which waiters and the exit monitor use.
 
+pub mod archive;
 pub mod exec;
 pub mod health;
 pub mod logs;
