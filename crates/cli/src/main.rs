@@ -19,6 +19,8 @@ use commands::container::{CreateArgs, ExecArgs, LogsArgs, PsArgs, RunArgs};
 use commands::events::EventsArgs;
 use commands::image::{ImageCmd, ImagesArgs, LoadArgs, PullArgs, RmiArgs, SaveArgs};
 use commands::login::LoginArgs;
+use commands::{attach::AttachArgs, cp::CpArgs, stats::StatsArgs, update::UpdateArgs};
+use commands::port::PortArgs;
 use commands::volume::VolumeCmd;
 
 /// A docker-compatible container engine client.
@@ -113,6 +115,9 @@ enum Cmd {
         /// Attach STDOUT/STDERR
         #[arg(short, long)]
         attach: bool,
+        /// Attach container's STDIN
+        #[arg(short, long)]
+        interactive: bool,
     },
     /// List containers
     Ps(PsArgs),
@@ -176,6 +181,31 @@ enum Cmd {
     },
     /// Execute a command in a running container
     Exec(ExecArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
+    /// Display the running processes of a container
+    Top {
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Rename a container
+    Rename { container: String, new_name: String },
+    /// Block until one or more containers stop, then print their exit codes
+    Wait {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff { container: String },
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -327,7 +357,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             .map(code),
         Cmd::Run(a) => c::run(&client, a).await,
         Cmd::Create(a) => c::create_cmd(&client, a).await.map(code),
-        Cmd::Start { names, attach } => c::start(&client, &names, attach).await,
+        Cmd::Start {
+            names,
+            attach,
+            interactive,
+        } => c::start(&client, &names, attach, interactive).await,
         Cmd::Ps(a) => c::ps(&client, a).await.map(code),
         Cmd::Logs(a) => c::logs(&client, a).await.map(code),
         Cmd::Inspect {
@@ -391,6 +425,22 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         .await
         .map(code),
         Cmd::Exec(a) => c::exec(&client, a).await,
+        Cmd::Cp(a) => commands::cp::run(&client, a).await.map(code),
+        Cmd::Stats(a) => commands::stats::run(&client, a).await.map(code),
+        Cmd::Update(a) => commands::update::run(&client, a).await.map(code),
+        Cmd::Top { container, ps_args } => commands::top::run(&client, &container, &ps_args)
+            .await
+            .map(code),
+        Cmd::Rename {
+            container,
+            new_name,
+        } => commands::rename::run(&client, &container, &new_name)
+            .await
+            .map(code),
+        Cmd::Wait { names } => commands::wait::run(&client, &names).await.map(code),
+        Cmd::Attach(a) => commands::attach::run(&client, a).await,
+        Cmd::Diff { container } => commands::diff::run(&client, &container).await.map(code),
+        Cmd::Port(a) => commands::port::run(&client, a).await.map(code),
     }
 }
 

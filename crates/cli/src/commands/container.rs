@@ -130,6 +130,15 @@ pub struct CreateArgs {
     /// Automatically remove the container when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto])
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long = "expose")]
+    pub expose: Vec<String>,
     /// Image
     pub image: String,
     /// Command and arguments
@@ -148,7 +157,7 @@ pub struct RunArgs {
 }
 
 /// `12m`, `1g`, `1024` → bytes.
-fn parse_bytes(s: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_bytes(s: &str) -> anyhow::Result<i64> {
     let s = s.trim().to_ascii_lowercase();
     let (num, mult) = match s.trim_end_matches('b').chars().last() {
         Some('k') => (&s[..s.trim_end_matches('b').len() - 1], 1i64 << 10),
@@ -288,8 +297,10 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<ContainerCreateRequest> {
     } else {
         None
     };
+    let (exposed_ports, port_bindings) = super::port::parse_ports(&a.publish, &a.expose)?;
     Ok(ContainerCreateRequest {
         config: ContainerConfig {
+            exposed_ports: (!exposed_ports.is_empty()).then_some(exposed_ports),
             hostname: a.hostname.clone().unwrap_or_default(),
             user: a.user.clone().unwrap_or_default(),
             attach_stdin: a.interactive,
@@ -323,6 +334,7 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<ContainerCreateRequest> {
                     .collect::<anyhow::Result<_>>()?,
             ),
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+            port_bindings: Some(port_bindings),
             volumes_from: (!a.volumes_from.is_empty()).then(|| a.volumes_from.clone()),
             network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
             restart_policy: restart,
@@ -351,7 +363,9 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<ContainerCreateRequest> {
 
 /// Create, pulling the image once when the daemon doesn't have it (like docker).
 async fn create(client: &Client, a: &CreateArgs) -> anyhow::Result<String> {
-    let body = serde_json::to_vec(&create_body(a)?)?;
+    let mut body = serde_json::to_value(create_body(a)?)?;
+    body["HostConfig"]["PublishAllPorts"] = Value::Bool(a.publish_all);
+    let body = serde_json::to_vec(&body)?;
     let path = format!(
         "/containers/create{}",
         query(&[("name", a.name.clone().unwrap_or_default())])
@@ -384,7 +398,7 @@ async fn create(client: &Client, a: &CreateArgs) -> anyhow::Result<String> {
 }
 
 /// POST with `Upgrade: tcp`; returns the raw connection.
-async fn upgrade(
+pub(crate) async fn upgrade(
     client: &Client,
     path: &str,
     body: Option<Bytes>,
@@ -399,12 +413,12 @@ async fn upgrade(
 }
 
 /// Put the terminal in raw mode for the guard's life.
-struct RawTerminal {
+pub(crate) struct RawTerminal {
     saved: Option<nix::sys::termios::Termios>,
 }
 
 impl RawTerminal {
-    fn enter() -> RawTerminal {
+    pub(crate) fn enter() -> RawTerminal {
         let stdin = std::io::stdin();
         let saved = nix::sys::termios::tcgetattr(stdin.as_fd()).ok();
         if let Some(s) = &saved {
@@ -568,6 +582,11 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<i32> {
     if c.tty {
         resize(client, &format!("/containers/{id}/resize")).await;
     }
+    let resize_path = format!("/containers/{id}/resize");
+    let _winch = c
+        .tty
+        .then(|| super::tty::forward_resizes(client, &resize_path))
+        .flatten();
     stream_io(conn, c.tty, c.interactive).await?;
     let code = waiter.await??;
     Ok(i32::try_from(code).unwrap_or(125))
@@ -650,7 +669,7 @@ pub async fn ps(client: &Client, a: PsArgs) -> anyhow::Result<bool> {
                 "RunningFor": since(c.created),
                 "Status": c.status,
                 "State": c.state,
-                "Ports": "",
+                "Ports": super::port::displayable(&c.ports),
                 "Names": c.names.iter().map(|n| n.trim_start_matches('/')).collect::<Vec<_>>().join(","),
                 "Labels": labels.join(","),
                 "Mounts": c.mounts.iter().map(|m| m.name.clone().unwrap_or_else(|| m.source.clone())).collect::<Vec<_>>().join(","),
@@ -857,13 +876,23 @@ pub async fn exec(client: &Client, a: ExecArgs) -> anyhow::Result<i32> {
     }
     let conn = upgrade(client, &format!("/exec/{id}/start"), Some(start)).await?;
     let _raw = (a.tty && a.interactive && std::io::stdin().is_terminal()).then(RawTerminal::enter);
+    let resize_path = format!("/exec/{id}/resize");
+    let _winch = a
+        .tty
+        .then(|| super::tty::forward_resizes(client, &resize_path))
+        .flatten();
     stream_io(conn, a.tty, a.interactive).await?;
     let info: Value = client.get_json(&format!("/exec/{id}/json")).await?;
     Ok(info["ExitCode"].as_i64().map(|c| c as i32).unwrap_or(0))
 }
 
 /// `berth start [-a]`.
-pub async fn start(client: &Client, names: &[String], attach: bool) -> anyhow::Result<i32> {
+pub async fn start(
+    client: &Client,
+    names: &[String],
+    attach: bool,
+    interactive: bool,
+) -> anyhow::Result<i32> {
     if !attach {
         let ok = each(client, names, Method::POST, |n| {
             format!("/containers/{n}/start")
@@ -879,7 +908,15 @@ pub async fn start(client: &Client, names: &[String], attach: bool) -> anyhow::R
         query(&[
             ("stream", "1".into()),
             ("stdout", "1".into()),
-            ("stderr", "1".into())
+            ("stderr", "1".into()),
+            (
+                "stdin",
+                if interactive {
+                    "1".into()
+                } else {
+                    String::new()
+                }
+            ),
         ])
     );
     let conn = upgrade(client, &path, None).await?;
@@ -895,7 +932,15 @@ pub async fn start(client: &Client, names: &[String], attach: bool) -> anyhow::R
     client
         .call(Method::POST, &format!("/containers/{n}/start"), None)
         .await?;
-    stream_io(conn, tty, false).await?;
+    let _raw = (tty && interactive && std::io::stdin().is_terminal()).then(RawTerminal::enter);
+    let resize_path = format!("/containers/{n}/resize");
+    let _winch = if tty {
+        super::tty::send_size(client, &resize_path).await;
+        super::tty::forward_resizes(client, &resize_path)
+    } else {
+        None
+    };
+    stream_io(conn, tty, interactive).await?;
     Ok(i32::try_from(waiter.await??).unwrap_or(125))
 }
 

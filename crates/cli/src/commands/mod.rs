@@ -18,12 +18,22 @@ macro_rules! out {
 }
 
 pub mod archive;
+pub mod attach;
 pub mod container;
+pub mod cp;
+pub mod diff;
 pub mod events;
 pub mod image;
 pub mod login;
+pub mod rename;
+pub mod stats;
+pub mod port;
 pub mod system;
+pub mod top;
+pub mod tty;
+pub mod update;
 pub mod volume;
+pub mod wait;
 
 use serde_json::Value;
 
