@@ -10,6 +10,7 @@ pkgs=(
   # peers the tests drive: runtimes, engines, registry, image tools
   runc crun podman containerd docker.io docker-registry skopeo umoci buildah
   docker-compose python3-docker netavark aardvark-dns
+  nftables iperf3  # published ports (nft -j) and their throughput benchmark
 )
 missing=()
 for p in "${pkgs[@]}"; do
