@@ -446,6 +446,45 @@ impl Drop for RawTerminal {
     }
 }
 
+/// Write every complete multiplexed frame at the front of `pending` to `out` (kind 1) or `err`
+/// (kind 2) and keep the incomplete rest. Consecutive frames of one stream go out in one write
+/// (a log of 100k lines is ~80 frames per 64 KiB chunk: a write(2) per frame dominated `berth
+/// logs`), the order between the two streams is kept, and both are flushed before returning.
+fn write_frames(
+    pending: &mut Vec<u8>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<()> {
+    let mut put = |kind: u8, data: &[u8]| -> std::io::Result<()> {
+        let w: &mut dyn Write = if kind == 2 { &mut *err } else { &mut *out };
+        w.write_all(data)?;
+        w.flush()
+    };
+    let mut off = 0;
+    let mut run: Vec<u8> = Vec::new();
+    let mut run_kind = 1;
+    while pending.len() - off >= 8 {
+        let h = &pending[off..off + 8];
+        let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        if pending.len() - off < 8 + len {
+            break;
+        }
+        let kind = if h[0] == 2 { 2 } else { 1 };
+        if kind != run_kind && !run.is_empty() {
+            put(run_kind, &run)?;
+            run.clear();
+        }
+        run_kind = kind;
+        run.extend_from_slice(&pending[off + 8..off + 8 + len]);
+        off += 8 + len;
+    }
+    if !run.is_empty() {
+        put(run_kind, &run)?;
+    }
+    pending.drain(..off);
+    Ok(())
+}
+
 /// Copy a (multiplexed unless `tty`) output stream to stdout/stderr; stdin to the stream.
 async fn stream_io(
     conn: TokioIo<hyper::upgrade::Upgraded>,
@@ -486,23 +525,11 @@ async fn stream_io(
             continue;
         }
         pending.extend_from_slice(&buf[..n]);
-        while pending.len() >= 8 {
-            let len = u32::from_be_bytes([pending[4], pending[5], pending[6], pending[7]]) as usize;
-            if pending.len() < 8 + len {
-                break;
-            }
-            let payload = &pending[8..8 + len];
-            if pending[0] == 2 {
-                let mut e = std::io::stderr().lock();
-                e.write_all(payload)?;
-                e.flush()?;
-            } else {
-                let mut o = std::io::stdout().lock();
-                o.write_all(payload)?;
-                o.flush()?;
-            }
-            pending.drain(..8 + len);
-        }
+        write_frames(
+            &mut pending,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )?;
     }
     if let Some(i) = input {
         i.abort();
@@ -742,18 +769,11 @@ pub async fn logs(client: &Client, a: LogsArgs) -> anyhow::Result<bool> {
             continue;
         }
         pending.extend_from_slice(&d);
-        while pending.len() >= 8 {
-            let len = u32::from_be_bytes([pending[4], pending[5], pending[6], pending[7]]) as usize;
-            if pending.len() < 8 + len {
-                break;
-            }
-            if pending[0] == 2 {
-                std::io::stderr().lock().write_all(&pending[8..8 + len])?;
-            } else {
-                std::io::stdout().lock().write_all(&pending[8..8 + len])?;
-            }
-            pending.drain(..8 + len);
-        }
+        write_frames(
+            &mut pending,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )?;
     }
     Ok(true)
 }
@@ -965,5 +985,51 @@ mod tests {
             ("bind", "/tmp", "/t", true)
         );
         assert!(parse_mount("type=tmpfs").is_err());
+    }
+
+    #[test]
+    fn frames_are_demultiplexed_in_order_and_the_incomplete_rest_kept() {
+        let frame = |k: u8, d: &[u8]| {
+            let mut v = vec![k, 0, 0, 0];
+            v.extend_from_slice(&(d.len() as u32).to_be_bytes());
+            v.extend_from_slice(d);
+            v
+        };
+        // what the writers saw, call by call: (stream, bytes)
+        struct Rec<'a>(u8, &'a std::cell::RefCell<Vec<(u8, Vec<u8>)>>);
+        impl Write for Rec<'_> {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.1.borrow_mut().push((self.0, b.to_vec()));
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let calls = std::cell::RefCell::new(Vec::new());
+        let mut pending = [
+            frame(1, b"a\n"),
+            frame(1, b"b\n"),
+            frame(2, b"oops\n"),
+            frame(1, b"c\n"),
+        ]
+        .concat();
+        let last = frame(1, b"partial");
+        pending.extend_from_slice(&last[..6]);
+        write_frames(&mut pending, &mut Rec(1, &calls), &mut Rec(2, &calls)).unwrap();
+        assert_eq!(
+            *calls.borrow(),
+            vec![
+                (1, b"a\nb\n".to_vec()),
+                (2, b"oops\n".to_vec()),
+                (1, b"c\n".to_vec())
+            ]
+        );
+        assert_eq!(pending, last[..6]);
+        calls.borrow_mut().clear();
+        pending.extend_from_slice(&last[6..]);
+        write_frames(&mut pending, &mut Rec(1, &calls), &mut Rec(2, &calls)).unwrap();
+        assert_eq!(*calls.borrow(), vec![(1, b"partial".to_vec())]);
+        assert!(pending.is_empty());
     }
 }
