@@ -566,3 +566,132 @@ fn publish_unpublish_cycle_cost() {
         publish[10], unpublish[10]
     );
 }
+
+/// A child process killed (by PID) and reaped on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One iperf3 run against `port` on 127.0.0.1 with a one-off server started by `server`;
+/// returns the received bits per second.
+fn iperf(server: &mut Command, port: u16, seconds: &str) -> f64 {
+    let _server = Child(
+        server
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start iperf3 -s"),
+    );
+    // The server needs a moment to listen.
+    let mut out = None;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(50));
+        let o = Command::new("iperf3")
+            .args([
+                "-c",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                seconds,
+                "-J",
+            ])
+            .output()
+            .expect("run iperf3 -c");
+        if o.status.success() {
+            out = Some(o.stdout);
+            break;
+        }
+    }
+    let out = out.expect("iperf3 client never connected");
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("iperf3 json");
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("bits_per_second");
+    assert!(bps > 0.0, "no data went through");
+    bps
+}
+
+/// TCP throughput host → container through a published port (127.0.0.1:hostport, DNAT to a
+/// namespace behind the bridge) against host loopback with the same tool, alternating A B A B.
+/// Run by scripts/bench-ports.sh (needs iperf3): `BERTH_BENCH_SECONDS=5 cargo test -p
+/// berth-network --test ports published_port_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: scripts/bench-ports.sh"]
+fn published_port_throughput() {
+    if !is_root() {
+        return;
+    }
+    if Command::new("iperf3").arg("--version").output().is_err() {
+        eprintln!("SKIP: iperf3 is not installed (scripts/deps.sh)");
+        return;
+    }
+    let seconds = std::env::var("BERTH_BENCH_SECONDS").unwrap_or_else(|_| "5".into());
+    let rounds: usize = std::env::var("BERTH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let w = World::new("b", 17, 1);
+    let got =
+        w.fw.publish(
+            "bench",
+            &w.bridge,
+            w.container_ip(0),
+            &[tcp(Some("127.0.0.1"), 0, 5201)],
+        )
+        .expect("publish");
+    let published_port = got[0].host_port;
+    let loopback_port = TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let (mut lo, mut published) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let mut s = Command::new("iperf3");
+        s.args([
+            "-s",
+            "-1",
+            "-B",
+            "127.0.0.1",
+            "-p",
+            &loopback_port.to_string(),
+        ]);
+        lo.push(iperf(&mut s, loopback_port, &seconds));
+        let mut s = Command::new("ip");
+        s.args([
+            "netns",
+            "exec",
+            &w.namespaces[0],
+            "iperf3",
+            "-s",
+            "-1",
+            "-p",
+            "5201",
+        ]);
+        published.push(iperf(&mut s, published_port, &seconds));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (lo_m, pub_m) = (median(&mut lo), median(&mut published));
+    let gbit = |v: &[f64]| {
+        v.iter()
+            .map(|b| format!("{:.2}", b / 1e9))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("loopback  Gbit/s: {} (median {:.2})", gbit(&lo), lo_m / 1e9);
+    println!(
+        "published Gbit/s: {} (median {:.2})",
+        gbit(&published),
+        pub_m / 1e9
+    );
+    println!("published/loopback: {:.1}%", pub_m / lo_m * 100.0);
+}
