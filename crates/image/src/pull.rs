@@ -211,6 +211,22 @@ impl Created {
         }
     }
 
+    /// Publishes a layer's snapshot; it is this pull's to undo only if this call published it
+    /// (an identical snapshot committed first by another pull is that pull's).
+    fn commit_snapshot(
+        &self,
+        prepared: &snapshot::Prepared,
+        size: u64,
+    ) -> Result<(), SnapshotError> {
+        if prepared.commit(size)? {
+            self.snapshots
+                .lock()
+                .expect("created list lock poisoned")
+                .push(prepared.chain_id().clone());
+        }
+        Ok(())
+    }
+
     fn hold_blob(&self, d: &Digest) {
         self.blob_lease.lock().expect("lease lock poisoned").hold(d);
     }
@@ -764,21 +780,13 @@ async fn unpack_local(
             }));
         }
     }
-    let published =
-        prepared
-            .commit(stats.uncompressed_size)
-            .map_err(|source| PullError::Snapshot {
-                reference: rs.to_string(),
-                layer: layer.clone(),
-                source,
-            })?;
-    if published {
-        created
-            .snapshots
-            .lock()
-            .expect("created list lock poisoned")
-            .push(job.chain_id.clone());
-    }
+    created
+        .commit_snapshot(&prepared, stats.uncompressed_size)
+        .map_err(|source| PullError::Snapshot {
+            reference: rs.to_string(),
+            layer: layer.clone(),
+            source,
+        })?;
     progress(ProgressEvent::Layer {
         id,
         state: LayerState::Complete,
@@ -975,21 +983,13 @@ async fn pull_layer(
             total: Some(job.size),
         },
     });
-    let published =
-        prepared
-            .commit(stats.uncompressed_size)
-            .map_err(|source| PullError::Snapshot {
-                reference: rs.to_string(),
-                layer: layer.clone(),
-                source,
-            })?;
-    if published {
-        created
-            .snapshots
-            .lock()
-            .expect("created list lock poisoned")
-            .push(job.chain_id.clone());
-    }
+    created
+        .commit_snapshot(&prepared, stats.uncompressed_size)
+        .map_err(|source| PullError::Snapshot {
+            reference: rs.to_string(),
+            layer: layer.clone(),
+            source,
+        })?;
     progress(ProgressEvent::Layer {
         id,
         state: LayerState::Complete,

@@ -50,6 +50,24 @@ fn reference(s: &str) -> Reference {
     Reference::parse_with_default(s, "127.0.0.1:1").expect("reference")
 }
 
+/// The manifest of `repo:tag` as the registry serves it.
+async fn manifest_json(reg: &Registry, repo: &str, tag: &str) -> serde_json::Value {
+    let c = RegistryClient::new(&reg.host(), &RegistrySettings::default(), None).expect("client");
+    let m = c.get_manifest(repo, tag).await.expect("manifest");
+    serde_json::from_slice(&m.bytes).expect("manifest json")
+}
+
+/// Flips `n` bytes in the middle of a stored blob (same size, so only the digest can tell).
+fn corrupt_blob(reg: &Registry, digest: &str, n: usize) {
+    let path = reg.blob_data_path(digest);
+    let mut data = std::fs::read(&path).expect("read blob");
+    let mid = data.len() / 2;
+    for b in &mut data[mid..mid + n] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &data).expect("corrupt blob");
+}
+
 struct Events(Mutex<Vec<ProgressEvent>>);
 impl Events {
     fn new() -> Self {
@@ -429,13 +447,7 @@ fn failed_pull_keeps_what_another_pull_holds() {
     reg.seed(&oci, "library/busybox:latest", false);
     let l = local();
     block_on(async {
-        let c =
-            RegistryClient::new(&reg.host(), &RegistrySettings::default(), None).expect("client");
-        let m = c
-            .get_manifest("library/busybox", "latest")
-            .await
-            .expect("manifest");
-        let json: serde_json::Value = serde_json::from_slice(&m.bytes).expect("json");
+        let json = manifest_json(&reg, "library/busybox", "latest").await;
         let digest = |v: &serde_json::Value| v.as_str().expect("digest").to_string();
         let layer0: berth_image::digest::Digest = digest(&json["layers"][0]["digest"])
             .parse()
@@ -449,11 +461,7 @@ fn failed_pull_keeps_what_another_pull_holds() {
         let chain0: berth_image::digest::Digest = digest(&config["rootfs"]["diff_ids"][0])
             .parse()
             .expect("diff id");
-        let path = reg.blob_data_path(&digest(&json["layers"][1]["digest"]));
-        let mut data = std::fs::read(&path).expect("read blob");
-        let mid = data.len() / 2;
-        data[mid] ^= 0x5a;
-        std::fs::write(&path, &data).expect("corrupt blob");
+        corrupt_blob(&reg, &digest(&json["layers"][1]["digest"]), 1);
 
         let mut other_snaps = l.snaps.leases().lease();
         other_snaps.hold(&chain0);
@@ -502,25 +510,12 @@ fn corrupted_blob_fails_cleanly() {
     reg.seed(&oci, "library/busybox:latest", false);
     let l = local();
     block_on(async {
-        let c =
-            RegistryClient::new(&reg.host(), &RegistrySettings::default(), None).expect("client");
-        let m = c
-            .get_manifest("library/busybox", "latest")
-            .await
-            .expect("manifest");
-        let json: serde_json::Value = serde_json::from_slice(&m.bytes).expect("json");
+        let json = manifest_json(&reg, "library/busybox", "latest").await;
         let big = json["layers"][0]["digest"]
             .as_str()
             .expect("digest")
             .to_string();
-        // flip bytes in the middle of the stored layer (same size, so only the digest can tell)
-        let path = reg.blob_data_path(&big);
-        let mut data = std::fs::read(&path).expect("read blob");
-        let mid = data.len() / 2;
-        for b in &mut data[mid..mid + 64] {
-            *b ^= 0x5a;
-        }
-        std::fs::write(&path, &data).expect("corrupt blob");
+        corrupt_blob(&reg, &big, 64);
 
         let r = reference(&format!("{}/library/busybox:latest", reg.host()));
         let err = pull(
