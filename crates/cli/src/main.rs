@@ -19,7 +19,7 @@ use commands::container::{CreateArgs, ExecArgs, LogsArgs, PsArgs, RunArgs};
 use commands::events::EventsArgs;
 use commands::image::{ImageCmd, ImagesArgs, LoadArgs, PullArgs, RmiArgs, SaveArgs};
 use commands::login::LoginArgs;
-use commands::{attach::AttachArgs, cp::CpArgs, stats::StatsArgs, update::UpdateArgs};
+use commands::{attach::AttachArgs, cp::CpArgs, debug::DebugArgs, stats::StatsArgs, update::UpdateArgs};
 use commands::port::PortArgs;
 use commands::volume::VolumeCmd;
 
@@ -183,6 +183,8 @@ enum Cmd {
     Exec(ExecArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(CpArgs),
+    /// Open a shell with host (or image) tools inside a running container's namespaces
+    Debug(DebugArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(StatsArgs),
     /// Update configuration of one or more containers
@@ -426,6 +428,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         .map(code),
         Cmd::Exec(a) => c::exec(&client, a).await,
         Cmd::Cp(a) => commands::cp::run(&client, a).await.map(code),
+        Cmd::Debug(a) => commands::debug::run(&client, a).await,
         Cmd::Stats(a) => commands::stats::run(&client, a).await.map(code),
         Cmd::Update(a) => commands::update::run(&client, a).await.map(code),
         Cmd::Top { container, ps_args } => commands::top::run(&client, &container, &ps_args)

@@ -12,7 +12,7 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response};
 
 use crate::error::ApiError;
-use crate::handlers::{archive, backup, containers, events, images, system, volumes};
+use crate::handlers::{archive, backup, containers, debug, events, images, system, volumes};
 use crate::http::{Body, Query};
 
 /// `Server` header value.
@@ -149,6 +149,9 @@ async fn route_docker(
         (&Method::GET, ["containers", id, "changes"]) => containers::changes(engine, id),
         (&Method::HEAD | &Method::GET | &Method::PUT, ["containers", id, "archive"]) => {
             archive::route(engine, method, id, q, req.into_body()).await
+        }
+        (&Method::POST, ["containers", id, "debug"]) => {
+            debug::create(engine, id, req.into_body()).await
         }
         (&Method::POST, ["containers", id, "exec"]) => {
             containers::exec_create(engine, id, req.into_body()).await

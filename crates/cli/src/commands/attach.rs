@@ -161,10 +161,19 @@ pub async fn run(client: &Client, a: AttachArgs) -> anyhow::Result<i32> {
     let mut buf = vec![0u8; 32 << 10];
     let mut pending: Vec<u8> = Vec::new();
     let mut was_detached = false;
+    // the detach signal stays pending while stdin is open; once its sender is gone it's done
+    let mut detach_open = stdin;
     loop {
         let n = tokio::select! {
             n = r.read(&mut buf) => n?,
-            Ok(()) = &mut detached => { was_detached = true; break; }
+            d = &mut detached, if detach_open => {
+                if d.is_ok() {
+                    was_detached = true;
+                    break;
+                }
+                detach_open = false;
+                continue;
+            }
         };
         if n == 0 {
             break;

@@ -486,7 +486,7 @@ fn write_frames(
 }
 
 /// Copy a (multiplexed unless `tty`) output stream to stdout/stderr; stdin to the stream.
-async fn stream_io(
+pub(crate) async fn stream_io(
     conn: TokioIo<hyper::upgrade::Upgraded>,
     tty: bool,
     stdin: bool,
@@ -539,7 +539,7 @@ async fn stream_io(
 
 /// `[height, width]` of the terminal on stdout, sent at create/start so the container's
 /// terminal has its size before the process runs (a resize after start races with it).
-fn console_size() -> Option<[u16; 2]> {
+pub(crate) fn console_size() -> Option<[u16; 2]> {
     berth_sys::process::window_size(std::io::stdout().as_fd())
         .ok()
         .filter(|&(rows, cols)| rows > 0 && cols > 0)

@@ -21,6 +21,7 @@ pub mod archive;
 pub mod attach;
 pub mod container;
 pub mod cp;
+pub mod debug;
 pub mod diff;
 pub mod events;
 pub mod image;

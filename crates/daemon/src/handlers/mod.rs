@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod debug;
 pub mod containers;
 pub mod events;
 pub mod images;

@@ -16,6 +16,8 @@ pub struct Exec {
     pub container_id: String,
     pub config: ExecConfig,
     pub state: Mutex<ExecState>,
+    /// Set for `berth debug` sessions: run in a debug container, not `berth-runtime exec`.
+    pub debug: Option<super::debug::DebugSetup>,
 }
 
 /// What `GET /exec/{id}/json` reports.
@@ -69,6 +71,7 @@ impl Containers {
             container_id: rec.id.clone(),
             config: cfg,
             state: Mutex::new(ExecState::default()),
+            debug: None,
         });
         self.execs()
             .lock()
@@ -116,6 +119,10 @@ impl Containers {
             s.running = true;
         }
         let rec = self.get(&exec.container_id)?.record();
+        if let Some(d) = &exec.debug {
+            let cmd = self.debug_command(&rec, &exec, d, console_size)?;
+            return self.spawn_session(&exec, &rec, cmd, detach).await;
+        }
         let bundle = self.bundle_dir(&rec.id);
         let spec: serde_json::Value = std::fs::read(bundle.join("config.json"))
             .ok()
@@ -176,6 +183,27 @@ impl Containers {
                 source,
             },
         )?;
+        let mut cmd = tokio::process::Command::new(&self.paths().runtime);
+        cmd.arg("--root")
+            .arg(self.runtime_root_path())
+            .arg("exec")
+            .arg("--process")
+            .arg(&pfile);
+        self.spawn_session(&exec, &rec, cmd, detach).await
+    }
+
+    /// Run `cmd` (a `berth-runtime` call taking its process's stdio, and `--console-socket`
+    /// plus the container id appended here) for the exec session `exec`: stdio piped, or a
+    /// TTY whose master comes back over the console socket.
+    pub(crate) async fn spawn_session(
+        &self,
+        exec: &Exec,
+        rec: &super::Record,
+        mut cmd: tokio::process::Command,
+        detach: bool,
+    ) -> Result<Started, ContainerError> {
+        let id = exec.id.as_str();
+        let c = &exec.config;
         let console = if c.tty && !detach {
             // short path: a unix socket path is limited to 108 bytes
             let path = self
@@ -194,16 +222,14 @@ impl Containers {
         } else {
             None
         };
-        let mut cmd = tokio::process::Command::new(&self.paths().runtime);
-        cmd.arg("--root")
-            .arg(self.runtime_root_path())
-            .arg("exec")
-            .arg("--process")
-            .arg(&pfile);
         if let Some((_, path)) = &console {
             cmd.arg("--console-socket").arg(path);
         }
-        cmd.arg(&rec.id);
+        cmd.arg(
+            exec.debug
+                .as_ref()
+                .map_or(rec.id.as_str(), |d| d.runtime_id.as_str()),
+        );
         if detach || console.is_some() {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -268,7 +294,7 @@ impl Containers {
         }
         self.publish_event(
             &format!("exec_start: {}", c.cmd.join(" ")),
-            &rec,
+            rec,
             &[("execID", id.to_string())],
         );
         Ok(Started {
@@ -310,6 +336,9 @@ impl Containers {
             s.running = false;
             s.exit_code = Some(code);
             s.pty = None;
+        }
+        if let Some(d) = &exec.debug {
+            self.debug_cleanup(d);
         }
         if let Ok(entry) = self.get(&exec.container_id) {
             self.publish_event(

@@ -1,0 +1,532 @@
+//! `berth` verbs over existing endpoints against a real berthd and a local registry on
+//! 127.0.0.1: cp (both ways, files, directories, `-` tars, a stopped container), debug (host
+//! tools, `ps` of the container's processes, its files at /proc/1/root, its network namespace,
+//! `--image busybox`, exit codes), stats --no-stream, update (read back via inspect and the
+//! cgroup files), top, rename, wait, diff, attach (stdin, exit code, detach keys), and window
+//! resizes forwarded mid-session under script(1) for run -it, exec -it, start -ai, attach and
+//! debug.
+
+#[path = "../../daemon/tests/support/fixture.rs"]
+mod fixture;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fixture::{ensure_siblings, have, Cleanup, Registry};
+
+struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(reg: &Registry) -> Daemon {
+        let berth = PathBuf::from(env!("CARGO_BIN_EXE_berth"));
+        ensure_siblings(&berth);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let berthd = berth.with_file_name("berthd");
+        let log = std::fs::File::create(dir.path().join("berthd.log")).expect("log");
+        let mut c = Command::new(&berthd);
+        c.arg("-H")
+            .arg(format!("unix://{}", dir.path().join("b.sock").display()))
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--default-registry")
+            .arg(format!("127.0.0.1:{}", reg.port));
+        // no bridge of our own when berthd has networking (it would touch the host's)
+        let help = Command::new(&berthd)
+            .arg("--help")
+            .output()
+            .expect("berthd --help");
+        if String::from_utf8_lossy(&help.stdout).contains("--bridge") {
+            c.args(["--bridge", "none", "--ip-forward=false"]);
+        }
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berthd");
+        let d = Daemon { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(d.dir.path().join("b.sock")).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not start: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        d
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("b.sock").display())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    fn berth(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.arg("-H")
+            .arg(self.host())
+            .env("BERTH_CONFIG", self.dir.path().join("config"))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = c.spawn().expect("spawn berth");
+        if let Some(data) = stdin {
+            use std::io::Write;
+            let mut i = child.stdin.take().expect("stdin");
+            i.write_all(data).expect("write stdin");
+        }
+        child.wait_with_output().expect("berth output")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(args, None)
+    }
+
+    fn ok_in(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let out = self.berth(args, stdin);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({}): {}{}\nberthd log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn inspect(&self, name: &str, format: &str) -> String {
+        self.ok(&["inspect", "--format", format, name])
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn setup() -> Option<(Registry, Daemon, Cleanup)> {
+    for bin in ["docker-registry", "umoci", "skopeo", "jq"] {
+        if !have(bin) {
+            println!("SKIP: {bin} is not installed");
+            return None;
+        }
+    }
+    let reg = Registry::start();
+    let d = Daemon::start(&reg);
+    let cleanup = Cleanup {
+        data_root: d.dir.path().join("data"),
+        exec_root: d.dir.path().join("exec"),
+    };
+    d.ok(&["pull", "busybox"]);
+    Some((reg, d, cleanup))
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cp_moves_files_both_ways() {
+    let Some((_reg, d, _c)) = setup() else { return };
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cpv",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /src/sub && echo a > /src/a && echo b > /src/sub/b && touch /ready && sleep 1000",
+    ]);
+    wait_for("setup", || {
+        d.berth(&["exec", "cpv", "test", "-f", "/ready"], None)
+            .status
+            .success()
+    });
+    let host = tempfile::tempdir().expect("host dir");
+    let h = |p: &str| host.path().join(p).display().to_string();
+
+    // out: a file to a new name, into a directory, a directory, its contents, a tar on stdout
+    d.ok(&["cp", "cpv:/src/a", &h("a1")]);
+    assert_eq!(std::fs::read_to_string(h("a1")).expect("a1"), "a\n");
+    std::fs::create_dir(h("into")).expect("mkdir");
+    d.ok(&["cp", "cpv:/src/a", &h("into")]);
+    assert_eq!(std::fs::read_to_string(h("into/a")).expect("into/a"), "a\n");
+    d.ok(&["cp", "cpv:/src", &h("tree")]);
+    assert_eq!(
+        std::fs::read_to_string(h("tree/sub/b")).expect("tree"),
+        "b\n"
+    );
+    d.ok(&["cp", "cpv:/src/.", &h("into")]);
+    assert_eq!(
+        std::fs::read_to_string(h("into/sub/b")).expect("contents"),
+        "b\n"
+    );
+    let out = d.berth(&["cp", "cpv:/src/a", "-"], None);
+    assert!(out.status.success());
+    assert_eq!(
+        &out.stdout[..2],
+        b"a\0",
+        "a tar whose first entry is named a"
+    );
+    let out = d.berth(&["cp", "cpv:/nope", &h("x")], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Could not find the file /nope"),
+        "{out:?}"
+    );
+
+    // in: a file to a new name, a directory, a tar from stdin
+    std::fs::write(h("up"), "up\n").expect("write");
+    std::fs::create_dir_all(h("dir/x")).expect("mkdir");
+    std::fs::write(h("dir/x/y"), "y\n").expect("write");
+    d.ok(&["cp", &h("up"), "cpv:/up2"]);
+    d.ok(&["cp", &h("dir"), "cpv:/src/"]);
+    let tar = d.berth(&["cp", "cpv:/src/a", "-"], None).stdout;
+    d.ok_in(&["cp", "-", "cpv:/tmp"], Some(&tar));
+    let got = d.ok(&["exec", "cpv", "cat", "/up2", "/src/dir/x/y", "/tmp/a"]);
+    assert_eq!(got, "up\ny\na\n");
+
+    // a stopped container
+    d.ok(&["stop", "-t", "0", "cpv"]);
+    d.ok(&["cp", &h("up"), "cpv:/stopped"]);
+    d.ok(&["cp", "cpv:/stopped", &h("back")]);
+    assert_eq!(std::fs::read_to_string(h("back")).expect("back"), "up\n");
+    d.ok(&["rm", "-f", "cpv"]);
+}
+
+#[test]
+fn debug_shell_sees_the_container_with_host_tools() {
+    let Some((_reg, d, _c)) = setup() else { return };
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dbg",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    d.ok(&["exec", "dbg", "touch", "/made-in-container"]);
+    let pid = d.inspect("dbg", "{{.State.Pid}}");
+    let netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("container netns");
+
+    // host tools: dpkg and /etc/debian_version exist on the host, not in busybox
+    let host_tool = ["/usr/bin/dpkg", "/usr/bin/env"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("a host tool");
+    let script = format!(
+        "test -x {host_tool} && echo host-tool; ps -o pid,args 2>/dev/null || ps; ls /proc/1/root/made-in-container; readlink /proc/self/ns/net; exit 4"
+    );
+    let out = d.berth(&["debug", "dbg", "--", "sh", "-c", &script], None);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "exit code passes through: {text}{err}\n{}",
+        d.log()
+    );
+    assert!(
+        err.contains("debug shell in dbg's namespaces; its files are at /proc/1/root"),
+        "{err}"
+    );
+    assert!(text.contains("host-tool"), "{text}");
+    assert!(
+        text.contains("sleep 1000"),
+        "ps shows the container's process: {text}"
+    );
+    assert!(text.contains("/proc/1/root/made-in-container"), "{text}");
+    assert!(
+        text.contains(&netns.display().to_string()),
+        "the container's network namespace {netns:?}: {text}"
+    );
+
+    // tools from an image instead
+    let out = d.berth(
+        &[
+            "debug", "--image", "busybox", "dbg", "--", "sh", "-c",
+            "test -e /etc/debian_version && echo host-etc; ls /proc/1/root/made-in-container; busybox | head -1",
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}\n{}", d.log());
+    assert!(!text.contains("host-etc"), "{text}");
+    assert!(text.contains("/proc/1/root/made-in-container"), "{text}");
+    assert!(text.contains("BusyBox"), "{text}");
+
+    // stdin reaches the shell
+    let text = d.ok_in(&["debug", "dbg"], Some(b"echo from-stdin\n"));
+    assert!(text.contains("from-stdin"), "{text}");
+    let leftovers: Vec<_> = std::fs::read_dir(d.dir.path().join("exec/debug"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "debug sessions leave nothing: {leftovers:?}"
+    );
+    let out = d.berth(&["debug", "--image", "nosuchimage", "dbg"], None);
+    assert!(!out.status.success());
+    d.ok(&["rm", "-f", "dbg"]);
+    let out = d.berth(&["debug", "dbg"], None);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn stats_update_top_rename_wait_diff_attach() {
+    let Some((_reg, d, _c)) = setup() else { return };
+    let id = d.ok(&["run", "-d", "--name", "vb", "busybox", "sleep", "1000"]);
+    let id = id.trim();
+
+    // top
+    let top = d.ok(&["top", "vb"]);
+    assert!(
+        top.lines().next().is_some_and(|l| l.contains("PID")),
+        "{top}"
+    );
+    assert!(top.contains("sleep 1000"), "{top}");
+
+    // stats --no-stream, default table and --format
+    let s = d.ok(&["stats", "--no-stream"]);
+    let mut lines = s.lines();
+    let header = lines.next().expect("header");
+    for col in [
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+        "PIDS",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(s.contains(&id[..12]) && s.contains("vb"), "{s}");
+    let s = d.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}}:{{.PIDs}}",
+        "vb",
+    ]);
+    assert_eq!(s.trim(), "vb:1");
+
+    // update: inspect and the cgroup files
+    d.ok(&[
+        "update",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "77",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--restart",
+        "on-failure:2",
+        "vb",
+    ]);
+    assert_eq!(d.inspect("vb", "{{.HostConfig.Memory}}"), "67108864");
+    assert_eq!(d.inspect("vb", "{{.HostConfig.PidsLimit}}"), "77");
+    assert_eq!(d.inspect("vb", "{{.HostConfig.NanoCpus}}"), "500000000");
+    assert_eq!(
+        d.inspect("vb", "{{.HostConfig.RestartPolicy.Name}}"),
+        "on-failure"
+    );
+    let cg = |ctrl: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctrl}/berth/{id}/{file}"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(cg("memory", "memory.limit_in_bytes"), "67108864");
+    assert_eq!(cg("pids", "pids.max"), "77");
+    assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
+    let out = d.berth(&["update", "vb"], None);
+    assert!(!out.status.success(), "update without flags is refused");
+
+    // diff
+    d.ok(&[
+        "exec",
+        "vb",
+        "sh",
+        "-c",
+        "touch /added && rm /bin/true 2>/dev/null; true",
+    ]);
+    let diff = d.ok(&["diff", "vb"]);
+    assert!(diff.lines().any(|l| l == "A /added"), "{diff}");
+
+    // rename
+    d.ok(&["rename", "vb", "vb2"]);
+    assert_eq!(d.inspect("vb2", "{{.Name}}"), "/vb2");
+    let out = d.berth(&["rename", "vb", "x"], None);
+    assert!(!out.status.success());
+
+    // wait
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "w7",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.3; exit 7",
+    ]);
+    assert_eq!(d.ok(&["wait", "w7"]).trim(), "7");
+    let out = d.berth(&["wait", "nosuch"], None);
+    assert!(!out.status.success());
+
+    // attach: stdin in, output out, the exit code back
+    d.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "att",
+        "busybox",
+        "sh",
+        "-c",
+        "read x; echo got $x; exit 3",
+    ]);
+    let out = d.berth(&["attach", "att"], Some(b"hello\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "got hello\n",
+        "{out:?}"
+    );
+    assert_eq!(out.status.code(), Some(3));
+    // detach keys leave it running
+    d.ok(&["run", "-d", "-i", "--name", "att2", "busybox", "cat"]);
+    let out = d.berth(
+        &["attach", "--detach-keys", "ctrl-x", "att2"],
+        Some(b"abc\n\x18"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(d.inspect("att2", "{{.State.Running}}"), "true");
+    let out = d.berth(&["attach", "w7"], None);
+    assert!(
+        !out.status.success(),
+        "attach to a stopped container is refused"
+    );
+    d.ok(&["rm", "-f", "vb2", "w7", "att", "att2"]);
+}
+
+/// Runs `shell` inside script(1) on a 33×101 terminal (SHELL pinned, stdin held open).
+fn in_terminal(d: &Daemon, shell: &str) -> Output {
+    let berth = env!("CARGO_BIN_EXE_berth");
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "stty rows 33 cols 101; {}",
+                shell.replace("BERTH", &format!("{berth} -H {}", d.host()))
+            ),
+            "/dev/null",
+        ])
+        .env("SHELL", "/bin/sh")
+        .env("BERTH_CONFIG", d.dir.path().join("config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script");
+    let stdin = child.stdin.take();
+    let out = child.wait_with_output().expect("wait for script");
+    drop(stdin);
+    out
+}
+
+#[test]
+fn window_resizes_reach_every_session() {
+    if !have("script") {
+        println!("SKIP: script is not installed");
+        return;
+    }
+    let Some((_reg, d, _c)) = setup() else { return };
+    d.ok(&["run", "-d", "--name", "rs", "busybox", "sleep", "1000"]);
+    d.ok(&[
+        "create",
+        "-it",
+        "--name",
+        "rsa",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 3; stty size",
+    ]);
+    d.ok(&[
+        "create",
+        "-it",
+        "--name",
+        "rsb",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 3; stty size; sleep 1",
+    ]);
+    let later = |cmd: &str| {
+        format!(
+            "(sleep 1; stty -F /dev/tty rows 40 cols 120) & timeout --foreground 20 {cmd}; wait"
+        )
+    };
+    for (what, cmd) in [
+        (
+            "run -it",
+            later("BERTH run --rm -it busybox sh -c 'sleep 3; stty size'"),
+        ),
+        (
+            "exec -it",
+            later("BERTH exec -it rs sh -c 'sleep 3; stty size'"),
+        ),
+        ("start -ai", later("BERTH start -ai rsa")),
+        (
+            "attach",
+            later("sh -c 'BERTH start rsb >/dev/null; BERTH attach rsb'"),
+        ),
+        (
+            "debug",
+            later("BERTH debug rs -- sh -c 'sleep 3; stty size'"),
+        ),
+    ] {
+        let out = in_terminal(&d, &cmd);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("40 120"),
+            "{what}: the resized terminal reaches the container: {text:?} {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+    }
+    d.ok(&["rm", "-f", "rs", "rsa", "rsb"]);
+}
