@@ -67,6 +67,9 @@ read -r port reg_pid < <(scripts/registry-fixture.sh start "$work/registry")
 scripts/registry-fixture.sh seed "$work/oci" "$port" busybox:latest
 ref=127.0.0.1:$port/busybox:latest
 
+rss_of() { # pid -> "RSS PSS" KiB
+  awk '/^Rss:/{r=$2} /^Pss:/{p=$2} END{print r+0, p+0}' "/proc/$1/smaps_rollup" 2>/dev/null || echo "0 0"
+}
 # --- berthd (private roots and socket; networking off when the flags exist) -------------------
 extra=()
 if "$dist/berthd" --help 2>&1 | grep -q -- '--bridge'; then extra+=(--bridge none); fi
@@ -76,6 +79,8 @@ BERTHD_LOG=warn "$dist/berthd" -H "unix://$work/berth.sock" --data-root "$work/b
 berthd_pid=$!
 for _ in $(seq 1 100); do B version >/dev/null 2>&1 && break; sleep 0.1; done
 B version >/dev/null || { cat "$work/berthd.log" >&2; exit 1; }
+sleep 1
+read -r idle_rss idle_pss < <(rss_of "$berthd_pid")
 B pull -q "$ref" >/dev/null 2>&1 || B pull "$ref" >/dev/null
 net=(); B run --help 2>&1 | grep -q -- '--network' && net=(--network none)
 
@@ -115,9 +120,6 @@ if has_peer docker; then
   D pull -q "$ref" >/dev/null
 fi
 
-rss_of() { # pid -> "RSS PSS" KiB
-  awk '/^Rss:/{r=$2} /^Pss:/{p=$2} END{print r+0, p+0}' "/proc/$1/smaps_rollup" 2>/dev/null || echo "0 0"
-}
 avg_mem() { # pids... -> "RSS PSS private" average KiB
   [ $# -gt 0 ] || { echo "- - -"; return; }
   for p in "$@"; do cat "/proc/$p/smaps_rollup"; done |
@@ -136,7 +138,7 @@ ref_peer=podman; has_peer podman || ref_peer=docker
 echo "engine benchmark, $(date -u +%FT%TZ), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "berth $(git rev-parse --short HEAD), $(podman --version 2>/dev/null), $(docker --version 2>/dev/null | cut -d, -f1)"
 read -r r p < <(rss_of "$berthd_pid")
-echo; echo "## berthd idle RSS: $r KiB RSS / $p KiB PSS (threads: $(ls /proc/$berthd_pid/task | wc -l))"
+echo; echo "## berthd idle: $idle_rss KiB RSS / $idle_pss KiB PSS after start; $r KiB RSS / $p KiB PSS after a pull (threads: $(ls /proc/$berthd_pid/task | wc -l))"
 
 # --- run --rm true --------------------------------------------------------------------------
 cmds=(-n berth "$dist/berth run --rm ${net[*]} $ref true")
@@ -189,7 +191,7 @@ echo "| engine | wall ms | × $ref_peer | supervisor | RSS KiB | PSS KiB | priva
 echo "|---|---|---|---|---|---|---|"
 log "start $n (berth)"
 t_b=$(start_n B bench-d "${net[@]}")
-sleep 1
+sleep 2   # an idle berth-shim gives back its code pages after 1 s
 shims=()
 for f in "$work"/berth/exec/shim/*/shim.pid; do shims+=("$(cat "$f")"); done
 read -r mb_r mb_p mb_v < <(avg_mem "${shims[@]}")

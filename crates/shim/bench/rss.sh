@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Memory per supervised container: N berth-shims (dynamic and static builds) each watching a
-# `sleep` container, side by side with N podman conmons (podman --runtime crun) in the same run.
-# Prints per-process averages of RSS, PSS and private memory (/proc/<pid>/smaps_rollup).
-# usage: crates/shim/bench/rss.sh [N] [SHIM_BIN...]   (default N=10; default: builds both)
+# Memory per supervised container: N berth-shims each watching a `sleep` container, side by side
+# with N podman conmons (podman --runtime crun) in the same run. Prints per-process averages of
+# RSS, PSS and private memory (/proc/<pid>/smaps_rollup), taken RSS_SETTLE seconds (default 2)
+# after the last start: an idle shim gives back its code pages after 1 s (docs/shim.md).
+# usage: crates/shim/bench/rss.sh [N] [SHIM_BIN...]
+#   (default N=10; default SHIM_BIN: the shipped static build, scripts/build-dist.sh)
 # Needs root, busybox-static, jq; podman + conmon for the conmon row (skipped without them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,12 +29,10 @@ trap cleanup EXIT
 (cd "$ws" && cargo build -q --release -p berth-runtime --bin berth-runtime)
 runtime=$CARGO_TARGET_DIR/release/berth-runtime
 if [ $# -eq 0 ]; then
-  (cd "$ws" && cargo rustc -q --release -p berth-shim --bin berth-shim -- -C target-feature=+crt-static)
-  cp "$CARGO_TARGET_DIR/release/berth-shim" "$tmp/berth-shim-static"
-  (cd "$ws" && touch crates/shim/src/main.rs && cargo build -q --release -p berth-shim --bin berth-shim)
-  cp "$CARGO_TARGET_DIR/release/berth-shim" "$tmp/berth-shim-dynamic"
-  set -- "$tmp/berth-shim-dynamic" "$tmp/berth-shim-static"
+  "$ws/scripts/build-dist.sh" >/dev/null
+  set -- "$CARGO_TARGET_DIR/dist/berth-shim"
 fi
+settle=${RSS_SETTLE:-2}
 
 "$ws/scripts/make-busybox-bundle.sh" "$tmp/bundle" -- sleep 1000 >/dev/null
 jq 'del(.process.capabilities.ambient)' "$tmp/bundle/config.json" > "$tmp/c.json"
@@ -57,7 +57,7 @@ for shim in "$@"; do
       --state-dir "$st" --log-path "$st/c.log" --stdin
     pids+=("$(cat "$st/shim.pid")")
   done
-  sleep 0.5
+  sleep "$settle"
   read -r rss pss priv < <(avg "${pids[@]}")
   row "$(basename "$shim")" "$n" "$rss" "$pss" "$priv" "$(stat -c %s "$shim")"
   for i in $(seq "$n"); do "$runtime" --root "$tmp/root$k" kill rss$i KILL; done
@@ -74,7 +74,7 @@ if command -v podman >/dev/null && command -v conmon >/dev/null; then
     ctrs+=("$c")
     pids+=("$(podman inspect -f '{{.State.ConmonPid}}' "$c" 2>/dev/null)")
   done
-  sleep 0.5
+  sleep "$settle"
   read -r rss pss priv < <(avg "${pids[@]}")
   row "conmon $(conmon --version | awk 'NR==1{print $3}')" "$n" "$rss" "$pss" "$priv" "$(stat -c %s "$(command -v conmon)")"
 else
