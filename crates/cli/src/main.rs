@@ -19,9 +19,11 @@ use commands::container::{CreateArgs, ExecArgs, LogsArgs, PsArgs, RunArgs};
 use commands::events::EventsArgs;
 use commands::image::{ImageCmd, ImagesArgs, LoadArgs, PullArgs, RmiArgs, SaveArgs};
 use commands::login::LoginArgs;
-use commands::{attach::AttachArgs, cp::CpArgs, debug::DebugArgs, stats::StatsArgs, update::UpdateArgs};
 use commands::port::PortArgs;
 use commands::volume::VolumeCmd;
+use commands::{
+    attach::AttachArgs, cp::CpArgs, debug::DebugArgs, stats::StatsArgs, update::UpdateArgs,
+};
 
 /// A docker-compatible container engine client.
 #[derive(Debug, Parser)]

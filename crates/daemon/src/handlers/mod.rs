@@ -3,8 +3,8 @@
 
 pub mod archive;
 pub mod backup;
-pub mod debug;
 pub mod containers;
+pub mod debug;
 pub mod events;
 pub mod images;
 pub mod system;
