@@ -712,3 +712,47 @@ fn published_port_throughput() {
     );
     println!("published/loopback: {:.1}%", pub_m / lo_m * 100.0);
 }
+
+/// Forwarding between two berth bridges: masqueraded when allowed, dropped by isolation while
+/// both are berth networks of one table, dropped for an `--internal` network.
+#[test]
+fn isolation_internal_and_masquerade_between_bridges() {
+    if !is_root() {
+        return;
+    }
+    let a = World::new("i", 20, 1);
+    let b = World::new("j", 21, 1);
+    let _server = Server::tcp(&b, 0, 8080, "srvb");
+    let to_b = SocketAddr::new(IpAddr::V4(b.container_ip(0)), 8080);
+    let quick = |w: &World| {
+        berth_sys::netns::run_in(&w.netns(0), move || {
+            TcpStream::connect_timeout(&to_b, Duration::from_millis(700))
+        })
+        .expect("enter namespace")
+    };
+
+    // Only a's network is in a's table: routed and masqueraded to b's gateway.
+    let got = a.connect_from(0, to_b).expect("a → b routed");
+    assert_eq!(
+        got,
+        format!("srvb {}", b.gateway()),
+        "masquerade out of a's subnet"
+    );
+
+    // Both bridges berth networks of one table: isolated.
+    a.fw.add_network(&b.bridge, "10.231.21.0/24".parse().expect("subnet"), false)
+        .expect("second network");
+    assert!(quick(&a).is_err(), "a → b crossed the isolation");
+    a.fw.remove_network(&b.bridge).expect("remove b");
+    a.connect_from(0, to_b)
+        .expect("a → b after b left the table");
+
+    // An internal network forwards nothing out of its bridge.
+    a.fw.add_network(&a.bridge, "10.231.20.0/24".parse().expect("subnet"), true)
+        .expect("internal");
+    assert!(quick(&a).is_err(), "an internal network forwarded");
+    a.fw.add_network(&a.bridge, "10.231.20.0/24".parse().expect("subnet"), false)
+        .expect("not internal again");
+    a.connect_from(0, to_b)
+        .expect("a → b once a is not internal");
+}
