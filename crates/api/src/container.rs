@@ -89,6 +89,14 @@ pub struct HostConfig {
     pub cpu_shares: i64,
     pub cpu_quota: i64,
     pub cpu_period: i64,
+    /// CPUs the container may run on (`0-3`, `0,1`).
+    pub cpuset_cpus: String,
+    /// Memory nodes it may use.
+    pub cpuset_mems: String,
+    /// Memory soft limit in bytes.
+    pub memory_reservation: i64,
+    /// Block IO weight (10 to 1000; 0 = not set).
+    pub blkio_weight: u16,
     pub pids_limit: Option<i64>,
     pub log_config: Option<LogConfig>,
     pub port_bindings: Option<serde_json::Value>,

@@ -372,6 +372,30 @@ fn stats_update_top_rename_wait_diff_attach() {
     assert_eq!(cg("memory", "memory.limit_in_bytes"), "67108864");
     assert_eq!(cg("pids", "pids.max"), "77");
     assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
+    d.ok(&[
+        "update",
+        "--cpuset-cpus",
+        "0",
+        "--memory-reservation",
+        "32m",
+        "--blkio-weight",
+        "300",
+        "vb",
+    ]);
+    assert_eq!(d.inspect("vb", "{{.HostConfig.CpusetCpus}}"), "0");
+    assert_eq!(
+        d.inspect("vb", "{{.HostConfig.MemoryReservation}}"),
+        "33554432"
+    );
+    assert_eq!(cg("cpuset", "cpuset.cpus"), "0");
+    assert_eq!(cg("memory", "memory.soft_limit_in_bytes"), "33554432");
+    // a weight the kernel can't apply is discarded, as docker does
+    let weighs = Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists()
+        || Path::new("/sys/fs/cgroup/blkio/blkio.bfq.weight").exists();
+    assert_eq!(
+        d.inspect("vb", "{{.HostConfig.BlkioWeight}}"),
+        if weighs { "300" } else { "0" }
+    );
     let out = d.berth(&["update", "vb"], None);
     assert!(!out.status.success(), "update without flags is refused");
 

@@ -1708,6 +1708,30 @@ impl Containers {
         if let Some(p) = u.pids_limit.filter(|p| *p != 0) {
             args.extend(["--pids-limit".into(), p.to_string()]);
         }
+        if !u.cpuset_cpus.is_empty() {
+            args.extend(["--cpuset-cpus".into(), u.cpuset_cpus.clone()]);
+        }
+        if !u.cpuset_mems.is_empty() {
+            args.extend(["--cpuset-mems".into(), u.cpuset_mems.clone()]);
+        }
+        if u.memory_reservation > 0 {
+            args.extend([
+                "--memory-reservation".into(),
+                u.memory_reservation.to_string(),
+            ]);
+        }
+        // docker discards a weight the kernel can't apply ("Weight discarded"), so does berth
+        let blkio_weight = if spec::blkio_weight_supported() {
+            u.blkio_weight
+        } else {
+            if u.blkio_weight > 0 {
+                tracing::warn!(container = %rec.id, "the kernel does not support block IO weight: weight discarded");
+            }
+            0
+        };
+        if blkio_weight > 0 {
+            args.extend(["--blkio-weight".into(), blkio_weight.to_string()]);
+        }
         if rec.state.status.is_alive() && args.len() > 1 {
             args.push(rec.id.clone());
             let this = self.clone();
@@ -1743,6 +1767,18 @@ impl Containers {
             if u.pids_limit.is_some_and(|p| p != 0) {
                 h.pids_limit = u.pids_limit;
             }
+            if !u.cpuset_cpus.is_empty() {
+                h.cpuset_cpus = u.cpuset_cpus.clone();
+            }
+            if !u.cpuset_mems.is_empty() {
+                h.cpuset_mems = u.cpuset_mems.clone();
+            }
+            if u.memory_reservation > 0 {
+                h.memory_reservation = u.memory_reservation;
+            }
+            if blkio_weight > 0 {
+                h.blkio_weight = blkio_weight;
+            }
             if !u.restart_policy.name.is_empty() {
                 if h.auto_remove && u.restart_policy.name != "no" {
                     return Err(ContainerError::Invalid(
@@ -1773,6 +1809,18 @@ impl Containers {
             }
             if let Some(p) = h.pids_limit.filter(|p| *p != 0) {
                 res["pids"] = serde_json::json!({"limit": p});
+            }
+            if !h.cpuset_cpus.is_empty() {
+                res["cpu"]["cpus"] = serde_json::json!(h.cpuset_cpus);
+            }
+            if !h.cpuset_mems.is_empty() {
+                res["cpu"]["mems"] = serde_json::json!(h.cpuset_mems);
+            }
+            if h.memory_reservation > 0 {
+                res["memory"]["reservation"] = serde_json::json!(h.memory_reservation);
+            }
+            if h.blkio_weight > 0 {
+                res["blockIO"] = serde_json::json!({"weight": h.blkio_weight});
             }
             crate::state::write_json(&bundle, &spec).map_err(|source| ContainerError::State {
                 id: rec.id.clone(),

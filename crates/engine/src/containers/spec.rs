@@ -256,6 +256,18 @@ pub fn build(
     if h.cpu_shares > 0 {
         cpu.insert("shares".into(), json!(h.cpu_shares));
     }
+    if !h.cpuset_cpus.is_empty() {
+        cpu.insert("cpus".into(), json!(h.cpuset_cpus));
+    }
+    if !h.cpuset_mems.is_empty() {
+        cpu.insert("mems".into(), json!(h.cpuset_mems));
+    }
+    if h.memory_reservation > 0 {
+        res["memory"]["reservation"] = json!(h.memory_reservation);
+    }
+    if h.blkio_weight > 0 && blkio_weight_supported() {
+        res["blockIO"] = json!({"weight": h.blkio_weight});
+    }
     if !cpu.is_empty() {
         res["cpu"] = Value::Object(cpu);
     }
@@ -367,6 +379,16 @@ fn all_caps() -> Vec<String> {
     let mut all: Vec<caps::Capability> = caps::all().into_iter().collect();
     all.sort_by_key(|c| c.index());
     all.iter().map(|c| c.to_string()).collect()
+}
+
+/// Whether the host's cgroups can weight block IO (v1 `blkio.weight`/`blkio.bfq.weight`, or the
+/// v2 `io` controller); without it docker discards `--blkio-weight`, and so does berth.
+pub fn blkio_weight_supported() -> bool {
+    let v1 = std::path::Path::new("/sys/fs/cgroup/blkio");
+    v1.join("blkio.weight").exists()
+        || v1.join("blkio.bfq.weight").exists()
+        || std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "io"))
 }
 
 /// Docker's default set.
