@@ -32,6 +32,8 @@ pub struct ContainerConfig {
     pub labels: Option<HashMap<String, String>>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
+    /// `--mac-address` (docker < 1.44 sends it here; newer clients in the endpoint config).
+    pub mac_address: Option<String>,
 }
 
 /// `HostConfig.RestartPolicy`.
@@ -103,6 +105,8 @@ pub struct HostConfig {
     pub volumes_from: Option<Vec<String>>,
     pub extra_hosts: Option<Vec<String>>,
     pub dns: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
     pub group_add: Option<Vec<String>>,
     pub ipc_mode: String,
     pub pid_mode: String,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod filters;
 pub mod image;
+pub mod network;
 pub mod system;
 pub mod time;
 pub mod version;

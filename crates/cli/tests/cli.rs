@@ -56,6 +56,7 @@ impl Daemon {
             .arg(dir.path().join("data"))
             .arg("--exec-root")
             .arg(dir.path().join("exec"))
+            .args(["--bridge", "none", "--ip-forward=false"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

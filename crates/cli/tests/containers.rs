@@ -31,6 +31,7 @@ impl Daemon {
             .arg(dir.path().join("exec"))
             .arg("--default-registry")
             .arg(format!("127.0.0.1:{}", reg.port))
+            .args(["--bridge", "none", "--ip-forward=false"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)

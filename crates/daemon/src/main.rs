@@ -58,6 +58,21 @@ struct Args {
     /// Registry (host:port) spoken to over plain http; repeatable. Loopback always is.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// Interface of the default `bridge` network (default berth0); `none`: no default bridge.
+    #[arg(short = 'b', long, overrides_with = "bridge")]
+    bridge: Option<String>,
+    /// The default bridge's address and subnet (CIDR), e.g. 10.66.0.1/24.
+    #[arg(long, overrides_with = "bip")]
+    bip: Option<String>,
+    /// Pool for networks created without a subnet: base=CIDR,size=N; repeatable.
+    #[arg(long = "default-address-pool")]
+    default_address_pools: Vec<String>,
+    /// Turn on net.ipv4.ip_forward at startup (default true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", overrides_with = "ip_forward")]
+    ip_forward: Option<bool>,
+    /// nftables table for berth's rules (default berth).
+    #[arg(long, overrides_with = "firewall_table")]
+    firewall_table: Option<String>,
 }
 
 /// A berth binary next to this one, else on PATH.
@@ -153,6 +168,11 @@ fn main() -> anyhow::Result<()> {
         shim_path: Some(find_sibling("berth-shim")),
         default_registry: args.default_registry,
         insecure_registries: args.insecure_registries,
+        bridge: args.bridge,
+        bip: args.bip,
+        default_address_pools: args.default_address_pools,
+        ip_forward: args.ip_forward,
+        firewall_table: args.firewall_table,
     };
     let default_file = Path::new(DEFAULT_CONFIG_FILE);
     let file = args

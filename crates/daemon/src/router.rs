@@ -12,7 +12,9 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response};
 
 use crate::error::ApiError;
-use crate::handlers::{archive, backup, containers, debug, events, images, system, volumes};
+use crate::handlers::{
+    archive, backup, containers, debug, events, images, networks, system, volumes,
+};
 use crate::http::{Body, Query};
 
 /// `Server` header value.
@@ -87,6 +89,17 @@ async fn route_docker(
         (&Method::GET, ["info"]) => Ok(system::info(engine)),
         (&Method::GET, ["events"]) => events::events(engine, q),
         (&Method::GET, ["system", "df"]) => system::disk_usage(engine, q),
+        (&Method::GET, ["networks"]) => networks::list(engine, q),
+        (&Method::POST, ["networks", "create"]) => networks::create(engine, req.into_body()).await,
+        (&Method::POST, ["networks", "prune"]) => networks::prune(engine, q).await,
+        (&Method::GET, ["networks", id]) => networks::inspect(engine, id),
+        (&Method::DELETE, ["networks", id]) => networks::remove(engine, id).await,
+        (&Method::POST, ["networks", id, "connect"]) => {
+            networks::connect(engine, id, req.into_body()).await
+        }
+        (&Method::POST, ["networks", id, "disconnect"]) => {
+            networks::disconnect(engine, id, req.into_body()).await
+        }
         (&Method::POST, ["volumes", "create"]) => volumes::create(engine, req.into_body()).await,
         (&Method::POST, ["volumes", "prune"]) => volumes::prune(engine, q, version),
         (&Method::GET, ["volumes"]) => volumes::list(engine, q),

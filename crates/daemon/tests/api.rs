@@ -459,6 +459,7 @@ fn config_file_supplies_what_flags_leave_out() {
         .arg(dir.path().join("exec"))
         .arg("--config-file")
         .arg(&cfg)
+        .args(["--bridge", "none", "--ip-forward=false"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

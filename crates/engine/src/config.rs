@@ -32,6 +32,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Network(String),
     #[error("parse config file {path}")]
     ParseFile {
         path: PathBuf,
@@ -110,6 +112,36 @@ pub struct DaemonConfig {
     /// Default registry for short names and insecure registries (flags, file, then
     /// `BERTH_DEFAULT_REGISTRY` / `BERTH_INSECURE_REGISTRIES`).
     pub registry: berth_image::reference::RegistrySettings,
+    /// Networking: the default bridge, address pools, forwarding, firewall table.
+    pub network: NetworkConfig,
+}
+
+/// dockerd's networking flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// Interface of the default `bridge` network; `None` (`--bridge none`): no default bridge,
+    /// containers default to `--network none`.
+    pub bridge: Option<String>,
+    /// `--bip`: the default bridge's gateway address and subnet.
+    pub bip: Option<ipnet::Ipv4Net>,
+    /// `--default-address-pool`: where subnets of networks created without one come from.
+    pub pools: Vec<berth_network::ipam::AddressPool>,
+    /// Set `net.ipv4.ip_forward=1` at startup (`--ip-forward`, default true).
+    pub ip_forward: bool,
+    /// The nftables table holding berth's rules.
+    pub firewall_table: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            bridge: Some("berth0".into()),
+            bip: None,
+            pools: berth_network::ipam::default_pools(),
+            ip_forward: true,
+            firewall_table: "berth".into(),
+        }
+    }
 }
 
 /// Optional `daemon.json` keys (a subset of dockerd's, same names); flags win over the file.
@@ -126,6 +158,18 @@ pub struct FileConfig {
     pub debug: Option<bool>,
     pub default_registry: Option<String>,
     pub insecure_registries: Option<Vec<String>>,
+    pub bridge: Option<String>,
+    pub bip: Option<String>,
+    pub default_address_pools: Option<Vec<PoolEntry>>,
+    pub ip_forward: Option<bool>,
+    pub firewall_table: Option<String>,
+}
+
+/// A `default-address-pools` entry of daemon.json (`{"base": "10.10.0.0/16", "size": 24}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PoolEntry {
+    pub base: String,
+    pub size: u8,
 }
 
 impl FileConfig {
@@ -156,6 +200,14 @@ pub struct ConfigInput {
     pub shim_path: Option<PathBuf>,
     pub default_registry: Option<String>,
     pub insecure_registries: Vec<String>,
+    /// `--bridge NAME|none`.
+    pub bridge: Option<String>,
+    /// `--bip CIDR`.
+    pub bip: Option<String>,
+    /// `--default-address-pool base=CIDR,size=N` (repeatable).
+    pub default_address_pools: Vec<String>,
+    pub ip_forward: Option<bool>,
+    pub firewall_table: Option<String>,
 }
 
 impl ConfigInput {
@@ -174,6 +226,18 @@ impl ConfigInput {
         self.default_registry = self.default_registry.take().or(f.default_registry);
         self.insecure_registries
             .extend(f.insecure_registries.unwrap_or_default());
+        self.bridge = self.bridge.take().or(f.bridge);
+        self.bip = self.bip.take().or(f.bip);
+        if self.default_address_pools.is_empty() {
+            self.default_address_pools = f
+                .default_address_pools
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| format!("base={},size={}", p.base, p.size))
+                .collect();
+        }
+        self.ip_forward = self.ip_forward.or(f.ip_forward);
+        self.firewall_table = self.firewall_table.take().or(f.firewall_table);
     }
 
     /// Validate: absolute roots, parseable hosts, TCP only with complete mutual TLS. With no host
@@ -235,6 +299,40 @@ impl ConfigInput {
                 .map(|h| berth_image::reference::normalize_registry(h.trim())),
         );
         let registry = registry.with_env_overrides();
+        let mut network = NetworkConfig::default();
+        if let Some(b) = self.bridge.filter(|b| !b.is_empty()) {
+            if b == "none" {
+                network.bridge = None;
+            } else if b.len() > 15 || b.contains(['/', ' ']) {
+                return Err(ConfigError::Network(format!(
+                    "invalid --bridge {b:?}: an interface name of at most 15 characters"
+                )));
+            } else {
+                network.bridge = Some(b);
+            }
+        }
+        if let Some(bip) = self.bip.filter(|b| !b.is_empty()) {
+            network.bip = Some(bip.parse().map_err(|_| {
+                ConfigError::Network(format!("invalid --bip {bip:?}: expected an address/prefix"))
+            })?);
+        }
+        if !self.default_address_pools.is_empty() {
+            network.pools = self
+                .default_address_pools
+                .iter()
+                .map(|p| {
+                    p.parse().map_err(|e: berth_network::ipam::IpamError| {
+                        ConfigError::Network(e.to_string())
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(f) = self.ip_forward {
+            network.ip_forward = f;
+        }
+        if let Some(t) = self.firewall_table.filter(|t| !t.is_empty()) {
+            network.firewall_table = t;
+        }
         Ok(DaemonConfig {
             data_root,
             exec_root,
@@ -244,6 +342,7 @@ impl ConfigInput {
             runtime_path,
             shim_path,
             registry,
+            network,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod containers;
 pub mod events;
 pub mod host;
 pub mod images;
+pub mod networks;
 pub mod state;
 pub mod volumes;
 
@@ -50,6 +51,8 @@ pub enum EngineError {
     Images(#[source] ImageError),
     #[error("load containers")]
     Containers(#[source] ContainerError),
+    #[error("networks")]
+    Networks(#[source] networks::NetworkError),
 }
 
 /// Seconds since the Unix epoch.
@@ -85,6 +88,7 @@ pub struct Engine {
     volumes: std::sync::Arc<VolumeStore>,
     images: Images,
     containers: Containers,
+    networks: std::sync::Arc<networks::Networks>,
 }
 
 /// Name of the one OCI runtime berth uses.
@@ -111,6 +115,15 @@ impl Engine {
         );
         let images = Images::open(&config.data_root, config.registry.clone(), events.clone())
             .map_err(EngineError::Images)?;
+        let networks = std::sync::Arc::new(
+            networks::Networks::open(
+                &config.network,
+                &config.data_root,
+                &config.exec_root,
+                events.clone(),
+            )
+            .map_err(EngineError::Networks)?,
+        );
         let containers = Containers::open(
             containers::Paths {
                 data_root: config.data_root.clone(),
@@ -121,6 +134,7 @@ impl Engine {
             images.clone(),
             volumes.clone(),
             events.clone(),
+            networks.clone(),
         )
         .map_err(EngineError::Containers)?;
         Ok(Self {
@@ -130,7 +144,12 @@ impl Engine {
             volumes,
             images,
             containers,
+            networks,
         })
+    }
+
+    pub fn networks(&self) -> &networks::Networks {
+        &self.networks
     }
 
     pub fn config(&self) -> &DaemonConfig {

@@ -126,7 +126,13 @@ pub fn connect(l: &Link) -> Result<(), BridgeError> {
         path: l.netns.clone(),
         source,
     })?;
-    nl.create_veth(&l.host_veth, &l.ifname, ns.as_fd(), Some(l.mac), Some(bridge))?;
+    nl.create_veth(
+        &l.host_veth,
+        &l.ifname,
+        ns.as_fd(),
+        Some(l.mac),
+        Some(bridge),
+    )?;
     let inside = {
         let l = l.clone();
         move || -> Result<(), NetlinkError> {
@@ -144,14 +150,17 @@ pub fn connect(l: &Link) -> Result<(), BridgeError> {
             Ok(())
         }
     };
-    let result = nl.set_up(&l.host_veth).map_err(BridgeError::from).and_then(|()| {
-        berth_sys::netns::run_in(&l.netns, inside)
-            .map_err(|source| BridgeError::Netns {
-                path: l.netns.clone(),
-                source,
-            })?
-            .map_err(BridgeError::from)
-    });
+    let result = nl
+        .set_up(&l.host_veth)
+        .map_err(BridgeError::from)
+        .and_then(|()| {
+            berth_sys::netns::run_in(&l.netns, inside)
+                .map_err(|source| BridgeError::Netns {
+                    path: l.netns.clone(),
+                    source,
+                })?
+                .map_err(BridgeError::from)
+        });
     if result.is_err() {
         let _ = nl.delete_link(&l.host_veth);
     }

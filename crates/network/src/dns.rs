@@ -104,8 +104,7 @@ impl Aardvark {
             }
         } else {
             let tmp = self.dir.join(format!(".{network}.tmp"));
-            std::fs::write(&tmp, config_text(gateway, entries))
-                .map_err(Self::io("write", &tmp))?;
+            std::fs::write(&tmp, config_text(gateway, entries)).map_err(Self::io("write", &tmp))?;
             std::fs::rename(&tmp, &path).map_err(Self::io("rename", &path))?;
         }
         self.sync()
@@ -166,10 +165,7 @@ impl Aardvark {
         })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let message: Vec<&str> = stderr
-                .lines()
-                .filter(|l| !l.contains("syslog"))
-                .collect();
+            let message: Vec<&str> = stderr.lines().filter(|l| !l.contains("syslog")).collect();
             return Err(DnsError::Start {
                 binary: self.binary.clone(),
                 message: format!("{}: {}", out.status, message.join("; ")),
@@ -205,7 +201,12 @@ mod tests {
                 Entry {
                     container: "abc".into(),
                     ip: Ipv4Addr::new(10, 9, 0, 2),
-                    names: vec!["Web".into(), "web".into(), "alias".into(), "bad name".into()],
+                    names: vec![
+                        "Web".into(),
+                        "web".into(),
+                        "alias".into(),
+                        "bad name".into(),
+                    ],
                 },
                 Entry {
                     container: "def".into(),

@@ -172,7 +172,11 @@ pub fn resolv_conf(i: &ResolvInput<'_>) -> String {
     let search: Vec<String> = if i.search.is_empty() {
         host_search
     } else {
-        i.search.iter().filter(|s| s.as_str() != ".").cloned().collect()
+        i.search
+            .iter()
+            .filter(|s| s.as_str() != ".")
+            .cloned()
+            .collect()
     };
     let mut options: Vec<String> = if i.options.is_empty() {
         host_options
@@ -232,7 +236,8 @@ mod tests {
 
     #[test]
     fn resolv_conf_drops_loopback_and_honours_flags() {
-        let host = "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp.example\noptions edns0\n";
+        let host =
+            "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp.example\noptions edns0\n";
         let r = resolv_conf(&ResolvInput {
             host,
             embedded: None,

@@ -329,13 +329,22 @@ mod tests {
     fn pools_skip_taken() {
         let pools: Vec<AddressPool> = vec!["base=10.60.0.0/16,size=24".parse().expect("pool")];
         let taken = vec![net("10.60.0.0/24"), net("10.60.1.128/25")];
-        assert_eq!(pick_subnet(&pools, &taken).expect("subnet"), net("10.60.2.0/24"));
-        assert_eq!(pick_subnet(&pools, &[net("10.0.0.0/8")]), Err(IpamError::NoPool));
+        assert_eq!(
+            pick_subnet(&pools, &taken).expect("subnet"),
+            net("10.60.2.0/24")
+        );
+        assert_eq!(
+            pick_subnet(&pools, &[net("10.0.0.0/8")]),
+            Err(IpamError::NoPool)
+        );
         assert!("base=10.0.0.0/16".parse::<AddressPool>().is_err());
         assert!("base=10.0.0.0/16,size=8".parse::<AddressPool>().is_err());
         assert!(overlaps(&net("10.0.0.0/8"), &net("10.1.0.0/16")));
         assert!(!overlaps(&net("10.0.0.0/16"), &net("10.1.0.0/16")));
-        assert_eq!(pick_subnet(&default_pools(), &[]).expect("d"), net("172.17.0.0/16"));
+        assert_eq!(
+            pick_subnet(&default_pools(), &[]).expect("d"),
+            net("172.17.0.0/16")
+        );
     }
 
     #[test]
@@ -344,7 +353,10 @@ mod tests {
             format_mac(mac_for(Ipv4Addr::new(172, 17, 0, 2))),
             "02:42:ac:11:00:02"
         );
-        assert_eq!(parse_mac("02:42:ac:11:00:02"), Some([2, 0x42, 0xac, 0x11, 0, 2]));
+        assert_eq!(
+            parse_mac("02:42:ac:11:00:02"),
+            Some([2, 0x42, 0xac, 0x11, 0, 2])
+        );
         assert_eq!(parse_mac("01:42:ac:11:00:02"), None);
         assert_eq!(parse_mac("02:42:ac:11:00"), None);
     }

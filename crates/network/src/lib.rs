@@ -3,11 +3,11 @@
 //! give a container its names (/etc/hosts, /etc/resolv.conf), name resolution between
 //! containers, and published ports (nftables DNAT). The engine calls it; it knows nothing
 //! of the engine.
-pub mod netlink;
+pub mod bridge;
+pub mod dns;
 pub mod etc;
 pub mod ipam;
+pub mod netlink;
 pub mod nft;
 pub mod ports;
 pub mod store;
-pub mod dns;
-pub mod bridge;

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -86,20 +86,22 @@ impl Netlink {
         packet.finalize();
         let mut buf = vec![0u8; packet.header.length as usize];
         packet.serialize(&mut buf);
-        self.socket.send(&buf, 0).map_err(|source| NetlinkError::Kernel {
-            op: op.to_string(),
-            source,
-        })?;
+        self.socket
+            .send(&buf, 0)
+            .map_err(|source| NetlinkError::Kernel {
+                op: op.to_string(),
+                source,
+            })?;
         let mut out = Vec::new();
         let mut rbuf = vec![0u8; 64 * 1024];
         loop {
-            let n = self
-                .socket
-                .recv(&mut &mut rbuf[..], 0)
-                .map_err(|source| NetlinkError::Kernel {
-                    op: op.to_string(),
-                    source,
-                })?;
+            let n =
+                self.socket
+                    .recv(&mut &mut rbuf[..], 0)
+                    .map_err(|source| NetlinkError::Kernel {
+                        op: op.to_string(),
+                        source,
+                    })?;
             let mut off = 0;
             while off < n {
                 let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..n])
@@ -191,7 +193,9 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
         self.request(
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -218,7 +222,9 @@ impl Netlink {
             .attributes
             .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
         if let Some(mac) = peer_mac {
-            peer_msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+            peer_msg
+                .attributes
+                .push(LinkAttribute::Address(mac.to_vec()));
         }
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));

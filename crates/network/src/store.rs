@@ -190,10 +190,7 @@ impl NetworkStore {
         self.map.lock().expect("network store lock poisoned")
     }
 
-    fn find<'m>(
-        map: &'m BTreeMap<String, Network>,
-        key: &str,
-    ) -> Result<&'m Network, StoreError> {
+    fn find<'m>(map: &'m BTreeMap<String, Network>, key: &str) -> Result<&'m Network, StoreError> {
         if let Some(n) = map.get(key) {
             return Ok(n);
         }
@@ -315,7 +312,9 @@ impl NetworkStore {
             ifname: r.ifname,
         };
         let mut updated = n.clone();
-        updated.endpoints.insert(r.container.to_string(), ep.clone());
+        updated
+            .endpoints
+            .insert(r.container.to_string(), ep.clone());
         if r.ip.is_none() {
             updated.last_ip = Some(ip);
         }
@@ -344,11 +343,7 @@ impl NetworkStore {
     pub fn of_container(&self, container: &str) -> Vec<(Network, Endpoint)> {
         self.lock()
             .values()
-            .filter_map(|n| {
-                n.endpoints
-                    .get(container)
-                    .map(|e| (n.clone(), e.clone()))
-            })
+            .filter_map(|n| n.endpoints.get(container).map(|e| (n.clone(), e.clone())))
             .collect()
     }
 }
@@ -392,27 +387,42 @@ mod tests {
     fn persisted_allocations_survive_reopen() {
         let dir = tempfile::tempdir().expect("tmp");
         let s = NetworkStore::open(dir.path()).expect("open");
-        s.insert(net("aaa111", "one", "10.70.0.0/24")).expect("insert");
-        let e = s.insert(net("bbb222", "two", "10.70.0.128/25")).expect_err("overlap");
+        s.insert(net("aaa111", "one", "10.70.0.0/24"))
+            .expect("insert");
+        let e = s
+            .insert(net("bbb222", "two", "10.70.0.128/25"))
+            .expect_err("overlap");
         assert!(
             e.to_string().contains("10.70.0.128/25") && e.to_string().contains("10.70.0.0/24"),
             "{e}"
         );
-        let e = s.insert(net("ccc333", "one", "10.71.0.0/24")).expect_err("dup");
+        let e = s
+            .insert(net("ccc333", "one", "10.71.0.0/24"))
+            .expect_err("dup");
         assert!(matches!(e, StoreError::NameExists(_)));
         let a = s.attach("aaa111", req("c1", None)).expect("c1");
         assert_eq!(a.ip, Ipv4Addr::new(10, 70, 0, 2));
         assert_eq!(a.mac, "02:42:0a:46:00:02");
-        assert!(s.attach("aaa111", req("c1", None)).is_err(), "attached twice");
+        assert!(
+            s.attach("aaa111", req("c1", None)).is_err(),
+            "attached twice"
+        );
         drop(s);
         let s = NetworkStore::open(dir.path()).expect("reopen");
         let b = s.attach("aaa111", req("c2", None)).expect("c2");
-        assert_eq!(b.ip, Ipv4Addr::new(10, 70, 0, 3), "c1's address is still taken");
+        assert_eq!(
+            b.ip,
+            Ipv4Addr::new(10, 70, 0, 3),
+            "c1's address is still taken"
+        );
         let e = s
             .attach("aaa111", req("c3", Some(Ipv4Addr::new(10, 70, 0, 3))))
             .expect_err("in use");
         assert!(e.to_string().contains("already in use"), "{e}");
-        assert_eq!(s.detach("aaa111", "c1").expect("detach").map(|e| e.ip), Some(a.ip));
+        assert_eq!(
+            s.detach("aaa111", "c1").expect("detach").map(|e| e.ip),
+            Some(a.ip)
+        );
         assert_eq!(s.detach("aaa111", "c1").expect("detach twice"), None);
         assert_eq!(s.of_container("c2").len(), 1);
         assert_eq!(s.get("one").expect("by name").id, "aaa111");
@@ -420,6 +430,9 @@ mod tests {
         assert!(matches!(s.get("zzz"), Err(StoreError::NotFound(_))));
         s.remove("aaa111").expect("remove");
         assert!(s.list().is_empty());
-        assert!(NetworkStore::open(dir.path()).expect("reopen").list().is_empty());
+        assert!(NetworkStore::open(dir.path())
+            .expect("reopen")
+            .list()
+            .is_empty());
     }
 }

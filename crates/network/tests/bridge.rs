@@ -44,8 +44,14 @@ fn two_namespaces_talk_over_a_bridge() {
         dir: dir.clone(),
     };
     let gw = Ipv4Addr::new(10, 201, 0, 1);
-    assert!(bridge::ensure_bridge(&g.bridge, gw, 24).expect("bridge"), "created now");
-    assert!(!bridge::ensure_bridge(&g.bridge, gw, 24).expect("again"), "idempotent");
+    assert!(
+        bridge::ensure_bridge(&g.bridge, gw, 24).expect("bridge"),
+        "created now"
+    );
+    assert!(
+        !bridge::ensure_bridge(&g.bridge, gw, 24).expect("again"),
+        "idempotent"
+    );
     let ips = [Ipv4Addr::new(10, 201, 0, 2), Ipv4Addr::new(10, 201, 0, 3)];
     for (i, ip) in ips.iter().copied().enumerate() {
         bridge::create_netns(&g.netns[i]).expect("netns");
@@ -73,7 +79,10 @@ fn two_namespaces_talk_over_a_bridge() {
         mac: [2, 0x42, 10, 201, 0, 9],
     });
     assert!(dup.is_err(), "duplicate eth0 refused");
-    assert!(!bridge::link_exists("bt-v201c").expect("links"), "rolled back");
+    assert!(
+        !bridge::link_exists("bt-v201c").expect("links"),
+        "rolled back"
+    );
 
     // a listener inside namespace a, a client inside namespace b
     let listener = berth_sys::netns::run_in(&g.netns[0], move || {
@@ -103,12 +112,14 @@ fn two_namespaces_talk_over_a_bridge() {
     let (got, peer) = server.join().expect("server");
     assert_eq!(&got, b"ping!");
     assert_eq!(reply, "pong");
-    assert_eq!(peer.ip(), std::net::IpAddr::V4(ips[1]), "no NAT between them");
-    // the host reaches a container through the bridge too
-    let from_host = TcpStream::connect_timeout(
-        &SocketAddrV4::new(ips[1], 1).into(),
-        Duration::from_secs(2),
+    assert_eq!(
+        peer.ip(),
+        std::net::IpAddr::V4(ips[1]),
+        "no NAT between them"
     );
+    // the host reaches a container through the bridge too
+    let from_host =
+        TcpStream::connect_timeout(&SocketAddrV4::new(ips[1], 1).into(), Duration::from_secs(2));
     assert!(
         matches!(&from_host, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
         "host → 10.201.0.3:1 answered with a refusal: {from_host:?}"

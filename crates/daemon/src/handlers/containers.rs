@@ -47,6 +47,7 @@ pub async fn create(
             name,
             config: req.config,
             host_config: req.host_config,
+            networking_config: req.networking_config,
         })
     })
     .await
@@ -311,8 +312,7 @@ pub fn inspect(engine: &Arc<Engine>, id: &str) -> Result<Response<Body>, ApiErro
         graph_driver: json!({"Name": "overlay2", "Data": {"MergedDir": r.rootfs}}),
         mounts: r.mounts.clone(),
         config: r.config.clone(),
-        network_settings: json!({"Networks": {}, "Ports": {}, "SandboxKey": "",
-            "IPAddress": "", "Gateway": "", "MacAddress": ""}),
+        network_settings: c.network_settings(&r),
     };
     Ok(http::json(StatusCode::OK, &out))
 }

@@ -7,5 +7,6 @@ pub mod containers;
 pub mod debug;
 pub mod events;
 pub mod images;
+pub mod networks;
 pub mod system;
 pub mod volumes;

@@ -44,6 +44,9 @@ impl Daemon {
             .arg(&data_root)
             .arg("--exec-root")
             .arg(&exec_root)
+            // no default bridge, no host-wide forwarding: parallel test daemons never create
+            // interfaces unless a test asks (later flags win)
+            .args(["--bridge", "none", "--ip-forward=false"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))

@@ -15,6 +15,7 @@ pub mod exec;
 pub mod health;
 pub mod logs;
 pub mod names;
+pub mod network;
 pub mod seccomp;
 pub mod spec;
 pub mod stats;
@@ -44,6 +45,9 @@ pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 pub enum ContainerError {
     #[error("No such container: {0}")]
     NotFound(String),
+    /// Something else the request names is missing (a network).
+    #[error("{0}")]
+    NotFoundOther(String),
     #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
     NameInUse { name: String, id: String },
     #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
@@ -98,7 +102,9 @@ impl From<crate::images::ImageError> for ContainerError {
 impl ContainerError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ContainerError::NotFound(_) | ContainerError::NoImage(_) => ErrorKind::NotFound,
+            ContainerError::NotFound(_)
+            | ContainerError::NotFoundOther(_)
+            | ContainerError::NoImage(_) => ErrorKind::NotFound,
             ContainerError::NameInUse { .. } | ContainerError::Conflict(_) => ErrorKind::Conflict,
             ContainerError::BadName(_) | ContainerError::Invalid(_) => ErrorKind::InvalidArgument,
             ContainerError::Spec(spec::SpecError::Invalid(_)) => ErrorKind::InvalidArgument,
@@ -184,6 +190,9 @@ pub struct Record {
     /// Set by stop/kill from the user: no restart policy applies to that exit.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// Networks it joins, by network name (addresses are given at start).
+    #[serde(default)]
+    pub networks: BTreeMap<String, network::EndpointConfig>,
 }
 
 /// What waiters watch.
@@ -259,6 +268,7 @@ struct Inner {
     events: EventBus,
     map: Mutex<HashMap<String, Arc<Entry>>>,
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
+    networks: Arc<crate::networks::Networks>,
 }
 
 /// What `create` needs.
@@ -266,6 +276,8 @@ pub struct CreateRequest {
     pub name: Option<String>,
     pub config: ContainerConfig,
     pub host_config: HostConfig,
+    /// `NetworkingConfig` (`EndpointsConfig` per network).
+    pub networking_config: Option<serde_json::Value>,
 }
 
 /// Which containers to list.
@@ -301,6 +313,7 @@ impl Containers {
         images: Images,
         volumes: Arc<VolumeStore>,
         events: EventBus,
+        networks: Arc<crate::networks::Networks>,
     ) -> Result<Self, ContainerError> {
         let root = paths.data_root.join("containers");
         let io = |op: &str| {
@@ -375,6 +388,7 @@ impl Containers {
                 events,
                 map: Mutex::new(map),
                 execs: Mutex::new(HashMap::new()),
+                networks,
             }),
         })
     }
@@ -404,6 +418,7 @@ impl Containers {
                 }
             }
         }
+        self.release_dead_endpoints();
     }
 
     fn entries(&self) -> Vec<Arc<Entry>> {
@@ -584,6 +599,7 @@ impl Containers {
             &img,
             &req.config,
             &req.host_config,
+            req.networking_config.as_ref(),
             &mut acquired,
             &mut anonymous,
         );
@@ -625,9 +641,11 @@ impl Containers {
         img: &berth_image::images::ImageRecord,
         config: &ContainerConfig,
         host: &HostConfig,
+        networking: Option<&serde_json::Value>,
         acquired: &mut Vec<String>,
         anonymous: &mut Vec<String>,
     ) -> Result<(Record, Vec<String>), ContainerError> {
+        let net_plan = self.plan_network(id, config, host, networking)?;
         let dir = self.dir(id);
         let io = |op: String| {
             let id = id.to_string();
@@ -914,11 +932,17 @@ impl Containers {
         let resolv_path = dir.join("resolv.conf");
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(&resolv_path, resolv).map_err(io("write resolv.conf".into()))?;
-        let etc_files = [
+        let mut etc_files = [
             (hostname_path, "/etc/hostname"),
             (hosts_path, "/etc/hosts"),
             (resolv_path, "/etc/resolv.conf"),
         ];
+        if let Some(shared) = &net_plan.shared_etc {
+            // --network container:X shares X's names, like docker
+            for (path, dst) in etc_files.iter_mut() {
+                *path = shared.join(dst.trim_start_matches("/etc/"));
+            }
+        }
 
         let chain = img.chain_ids();
         let rootfs = self
@@ -945,6 +969,7 @@ impl Containers {
                 mounts: &mounts,
                 etc_files: &etc_files,
                 init: init.exists().then_some(init),
+                netns: net_plan.netns.as_deref(),
             },
         )?;
         crate::state::write_json(&dir.join("config.json"), &spec_json).map_err(|source| {
@@ -1022,9 +1047,7 @@ impl Containers {
                 .and_then(|c| c.entrypoint().clone());
         }
         let mut host_config = host.clone();
-        if host_config.network_mode.is_empty() {
-            host_config.network_mode = "default".into();
-        }
+        host_config.network_mode = net_plan.mode.clone();
         if host_config
             .log_config
             .as_ref()
@@ -1062,6 +1085,7 @@ impl Containers {
             log_path: dir.join(format!("{id}-json.log")),
             restart_count: 0,
             stopped_by_user: false,
+            networks: net_plan.endpoints,
         };
         self.save(&rec)?;
         Ok((rec, vec![]))
@@ -1090,6 +1114,22 @@ impl Containers {
         let rec = entry.record();
         let id = rec.id.clone();
         self.ensure_rootfs(&rec)?;
+        {
+            let this = self.clone();
+            let r = rec.clone();
+            let up = tokio::task::spawn_blocking(move || this.network_up(&r))
+                .await
+                .map_err(|e| ContainerError::Start {
+                    id: id.clone(),
+                    message: e.to_string(),
+                })
+                .and_then(|r| r);
+            if let Err(e) = up {
+                // waiters see the failed start as an exit, like any other start failure
+                self.start_failed(entry, &e.to_string());
+                return Err(e);
+            }
+        }
         let state_dir = self.shim_dir(&id);
         let _ = std::fs::remove_dir_all(&state_dir);
         std::fs::create_dir_all(&state_dir).map_err(|source| ContainerError::Io {
@@ -1255,6 +1295,7 @@ impl Containers {
     /// A start that failed ends the run: waiters see an exit (128), and an auto-remove
     /// container goes, as with docker.
     fn start_failed(&self, entry: &Arc<Entry>, message: &str) {
+        self.network_down(&entry.record().id);
         let rec = self.set_state(entry, |s| {
             s.status = Status::Exited;
             s.exit_code = 128;
@@ -1307,6 +1348,7 @@ impl Containers {
     }
 
     fn record_exit(&self, entry: &Arc<Entry>, exit: Option<berth_shim::state::ExitRecord>) {
+        self.network_down(&entry.record().id);
         let (code, oom, finished, error) = match &exit {
             Some(r) => (
                 i64::from(r.exit_code),
@@ -1631,6 +1673,7 @@ impl Containers {
 
     fn remove_files(&self, rec: &Record, volumes: bool) -> Result<(), ContainerError> {
         let id = &rec.id;
+        self.network_down(id);
         // a runtime container left behind (shim killed) is deleted by force
         if self.runtime_root().join(id).exists() {
             let _ = self.runtime(id, "delete", &["delete", "--force", id]);

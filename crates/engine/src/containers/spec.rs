@@ -51,15 +51,20 @@ pub struct SpecInput<'a> {
     pub etc_files: &'a [(PathBuf, &'static str)],
     /// docker-init on the host, if `Init` is asked for.
     pub init: Option<&'a Path>,
+    /// The pinned network namespace to join (bridge networks); None: a new one, or the host's.
+    pub netns: Option<&'a Path>,
 }
 
-/// Docker's network modes berth can serve today.
+/// A network mode's syntax (whether the network exists is the network module's business).
 pub fn check_network_mode(mode: &str) -> Result<(), SpecError> {
-    match mode {
-        "" | "default" | "none" | "host" => Ok(()),
-        other => Err(SpecError::Invalid(format!(
-            "network mode {other:?} is not supported yet: berth has no container networking; use --network none or --network host"
-        ))),
+    match mode.strip_prefix("container:") {
+        Some("") => Err(SpecError::Invalid(
+            "invalid network mode: container: needs a container name or id".into(),
+        )),
+        _ if mode.contains(char::is_whitespace) => {
+            Err(SpecError::Invalid(format!("invalid network mode {mode:?}")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -144,11 +149,15 @@ pub fn build(
 
     // namespaces
     let mut ns = vec!["pid", "ipc", "uts", "mount"];
-    match h.network_mode.as_str() {
-        "host" => {}
-        _ => ns.push("network"),
+    let host_net = h.network_mode == "host";
+    if !host_net && input.netns.is_none() {
+        ns.push("network");
     }
-    v["linux"]["namespaces"] = Value::Array(ns.iter().map(|t| json!({"type": t})).collect());
+    let mut ns: Vec<Value> = ns.iter().map(|t| json!({"type": t})).collect();
+    if let Some(path) = input.netns.filter(|_| !host_net) {
+        ns.push(json!({"type": "network", "path": path}));
+    }
+    v["linux"]["namespaces"] = Value::Array(ns);
     v["linux"]["cgroupsPath"] = json!(format!("/berth/{}", input.id));
 
     // mounts
@@ -493,10 +502,18 @@ mod tests {
 
     #[test]
     fn network_modes() {
-        for ok in ["", "default", "none", "host"] {
+        for ok in [
+            "",
+            "default",
+            "none",
+            "host",
+            "bridge",
+            "mynet",
+            "container:abc",
+        ] {
             check_network_mode(ok).expect(ok);
         }
-        let e = check_network_mode("bridge").expect_err("bridge");
-        assert!(e.to_string().contains("--network none"), "{e}");
+        let e = check_network_mode("container:").expect_err("empty container");
+        assert!(e.to_string().contains("container name or id"), "{e}");
     }
 }

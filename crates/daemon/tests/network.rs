@@ -1,0 +1,540 @@
+//! Container networking end to end with the real docker CLI and docker-compose 1.29: user
+//! networks (create with subnet, name and alias resolution through aardvark-dns, inspect, ls,
+//! connect/disconnect, rm), the default bridge, bad input (overlap, duplicate, unknown network,
+//! removal while in use, address outside the subnet), and teardown leaving no bridge, veth,
+//! namespace or DNS server behind. Each test uses its own bridge names, 10.x subnets, nftables
+//! table and `--ip-forward=false`; a Drop guard removes all of it even when an assert fails.
+
+mod common;
+#[path = "support/fixture.rs"]
+mod fixture;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::Daemon;
+use fixture::{ensure_siblings, have, Cleanup, Registry};
+
+struct Docker {
+    host: String,
+    config: tempfile::TempDir,
+}
+
+impl Docker {
+    fn new(d: &Daemon) -> Docker {
+        Docker {
+            host: d.host(),
+            config: tempfile::tempdir().expect("docker config dir"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", self.config.path())
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run docker")
+    }
+
+    fn ok(&self, args: &[&str], d: &Daemon) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed ({}): {}\nberthd log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "docker {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+/// Everything a networking test may leave on the host.
+struct NetGuard {
+    bridges: Vec<String>,
+    exec_root: PathBuf,
+    table: String,
+}
+
+fn links() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+impl NetGuard {
+    /// Interfaces and namespaces still there (empty when clean).
+    fn leftovers(&self, data_root: &Path) -> Vec<String> {
+        let mut left = Vec::new();
+        let store = data_root.join("network");
+        let mut bridges = self.bridges.clone();
+        for e in std::fs::read_dir(&store).into_iter().flatten().flatten() {
+            if let Ok(t) = std::fs::read_to_string(e.path()) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
+                    if let Some(b) = v["bridge"].as_str().filter(|b| !b.is_empty()) {
+                        bridges.push(b.to_string());
+                    }
+                }
+            }
+        }
+        let now = links();
+        for b in bridges {
+            if now.contains(&b) {
+                left.push(format!("bridge {b}"));
+            }
+        }
+        for e in std::fs::read_dir(self.exec_root.join("netns"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            left.push(format!("netns {}", e.path().display()));
+        }
+        if self.exec_root.join("aardvark-dns/aardvark.pid").exists() {
+            left.push("aardvark-dns".into());
+        }
+        left
+    }
+}
+
+impl Drop for NetGuard {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir(self.exec_root.join("netns"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = berth_network::bridge::remove_netns(&e.path());
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.exec_root.join("aardvark-dns/aardvark.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        // bridges: the test's own, and any br-* this daemon's store names
+        let mut names = self.bridges.clone();
+        let store = self.exec_root.with_file_name("data").join("network");
+        for e in std::fs::read_dir(&store).into_iter().flatten().flatten() {
+            if let Ok(t) = std::fs::read_to_string(e.path()) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
+                    if let Some(b) = v["bridge"].as_str().filter(|b| !b.is_empty()) {
+                        names.push(b.to_string());
+                    }
+                }
+            }
+        }
+        for n in names {
+            if links().contains(&n) {
+                let _ = berth_network::bridge::delete_bridge(&n);
+            }
+        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.table])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn start(reg: &Registry, bridge: &str, bip: &str, pool: &str, table: &str) -> Daemon {
+    let r = format!("127.0.0.1:{}", reg.port);
+    let pool = format!("base={pool},size=24");
+    Daemon::start_with(&[
+        "--default-registry",
+        &r,
+        "--bridge",
+        bridge,
+        "--bip",
+        bip,
+        "--default-address-pool",
+        &pool,
+        "--ip-forward=false",
+        "--firewall-table",
+        table,
+    ])
+}
+
+fn ready(bins: &[&str]) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIP: needs root");
+        return false;
+    }
+    for bin in bins {
+        if !have(bin) {
+            println!("SKIP: {bin} is not installed");
+            return false;
+        }
+    }
+    true
+}
+
+const HTTPD: &str =
+    "mkdir -p /www && echo hello-from-a > /www/index.html && exec httpd -f -p 80 -h /www";
+
+#[test]
+fn docker_cli_user_networks_resolve_names() {
+    if !ready(&["docker", "docker-registry", "umoci", "skopeo", "jq"]) {
+        return;
+    }
+    ensure_siblings(Path::new(env!("CARGO_BIN_EXE_berthd")));
+    let reg = Registry::start();
+    let d = start(
+        &reg,
+        "bnt-def1",
+        "10.210.0.1/24",
+        "10.211.0.0/16",
+        "berth_nt1",
+    );
+    let _guard = NetGuard {
+        bridges: vec!["bnt-def1".into(), "bnt-u1".into()],
+        exec_root: d.exec_root.clone(),
+        table: "berth_nt1".into(),
+    };
+    let _cleanup = Cleanup {
+        data_root: d.data_root.clone(),
+        exec_root: d.exec_root.clone(),
+    };
+    let docker = Docker::new(&d);
+    docker.ok(&["pull", "-q", "busybox"], &d);
+
+    // predefined networks, listed like docker's
+    let ls = docker.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"], &d);
+    for want in ["bridge bridge", "host host", "none null"] {
+        assert!(ls.lines().any(|l| l == want), "{want} in {ls}");
+    }
+    let e = docker.fails(&["network", "rm", "bridge"]);
+    assert!(e.contains("pre-defined"), "{e}");
+
+    // create, and bad input
+    docker.ok(
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.212.0.0/24",
+            "-o",
+            "com.docker.network.bridge.name=bnt-u1",
+            "--label",
+            "t=1",
+            "tnet1",
+        ],
+        &d,
+    );
+    let e = docker.fails(&["network", "create", "--subnet", "10.212.0.128/25", "tnet2"]);
+    assert!(
+        e.contains("10.212.0.128/25") && e.contains("10.212.0.0/24"),
+        "overlap names both subnets: {e}"
+    );
+    let e = docker.fails(&["network", "create", "--subnet", "10.214.0.0/24", "tnet1"]);
+    assert!(e.contains("already exists"), "{e}");
+    let e = docker.fails(&["run", "--rm", "--network", "nonet", "busybox", "true"]);
+    assert!(e.contains("nonet") && e.contains("not found"), "{e}");
+    let e = docker.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "tnet1",
+        "--ip",
+        "10.99.0.5",
+        "busybox",
+        "true",
+    ]);
+    assert!(e.contains("not in subnet"), "{e}");
+    // no subnet: one from the default pool
+    docker.ok(&["network", "create", "tnet3"], &d);
+    let sub = docker.ok(
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{(index .IPAM.Config 0).Subnet}}",
+            "tnet3",
+        ],
+        &d,
+    );
+    assert_eq!(sub.trim(), "10.211.0.0/24");
+
+    // a server found by name and by alias
+    docker.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            "tnet1",
+            "--network-alias",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            HTTPD,
+        ],
+        &d,
+    );
+    let mut got = String::new();
+    for _ in 0..50 {
+        let out = docker.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "tnet1",
+            "busybox",
+            "wget",
+            "-qO-",
+            "http://srv/",
+        ]);
+        got = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(got, "hello-from-a\n", "by name; berthd log:\n{}", d.log());
+    assert_eq!(
+        docker.ok(
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "tnet1",
+                "busybox",
+                "wget",
+                "-qO-",
+                "http://web/"
+            ],
+            &d
+        ),
+        "hello-from-a\n",
+        "by alias"
+    );
+    // resolv.conf points at the network's DNS server; hosts names the container
+    let resolv = docker.ok(&["exec", "srv", "cat", "/etc/resolv.conf"], &d);
+    assert!(resolv.starts_with("nameserver 10.212.0.1\n"), "{resolv}");
+    let hosts = docker.ok(&["exec", "srv", "cat", "/etc/hosts"], &d);
+    assert!(hosts.contains("10.212.0.2\t"), "{hosts}");
+
+    // inspect from both sides
+    let ip = docker.ok(
+        &[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.tnet1.IPAddress}}",
+            "srv",
+        ],
+        &d,
+    );
+    assert_eq!(ip.trim(), "10.212.0.2");
+    let members = docker.ok(
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}",
+            "tnet1",
+        ],
+        &d,
+    );
+    assert_eq!(members.trim(), "srv 10.212.0.2/24");
+    let e = docker.fails(&["network", "rm", "tnet1"]);
+    assert!(e.contains("active endpoints"), "{e}");
+
+    // a fixed address, connect and disconnect while running
+    docker.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "fixed",
+            "--network",
+            "tnet1",
+            "--ip",
+            "10.212.0.50",
+            "busybox",
+            "sleep",
+            "60",
+        ],
+        &d,
+    );
+    let e = docker.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "tnet1",
+        "--ip",
+        "10.212.0.50",
+        "busybox",
+        "true",
+    ]);
+    assert!(e.contains("already in use"), "{e}");
+    docker.ok(&["network", "connect", "tnet3", "fixed"], &d);
+    let addrs = docker.ok(&["exec", "fixed", "ip", "-4", "-o", "addr"], &d);
+    assert!(
+        addrs.contains("10.212.0.50/24") && addrs.contains("10.211.0.2/24"),
+        "{addrs}"
+    );
+    docker.ok(&["network", "disconnect", "tnet3", "fixed"], &d);
+    let addrs = docker.ok(&["exec", "fixed", "ip", "-4", "-o", "addr"], &d);
+    assert!(!addrs.contains("10.211.0."), "{addrs}");
+
+    // the default bridge: an address from --bip, no name resolution
+    let addr = docker.ok(
+        &[
+            "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+        ],
+        &d,
+    );
+    assert!(addr.contains("10.210.0."), "{addr}");
+    let none = docker.ok(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "ip",
+            "-o",
+            "link",
+        ],
+        &d,
+    );
+    assert_eq!(none.lines().count(), 1, "only lo: {none}");
+    // container: mode shares srv's namespace
+    let shared = docker.ok(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "container:srv",
+            "busybox",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1/",
+        ],
+        &d,
+    );
+    assert_eq!(shared, "hello-from-a\n");
+
+    // teardown leaves nothing
+    docker.ok(&["rm", "-f", "srv", "fixed"], &d);
+    docker.ok(&["network", "rm", "tnet1", "tnet3"], &d);
+    let pruned = docker.ok(&["network", "prune", "-f"], &d);
+    assert!(!pruned.contains("bridge"), "{pruned}");
+    let left = _guard.leftovers(&d.data_root);
+    let left: Vec<&String> = left.iter().filter(|l| !l.contains("bnt-def1")).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(
+        !links().iter().any(|l| l.starts_with("vb")),
+        "veths left: {:?}",
+        links()
+    );
+}
+
+#[test]
+fn docker_compose_service_names_resolve() {
+    if !ready(&[
+        "docker",
+        "docker-compose",
+        "docker-registry",
+        "umoci",
+        "skopeo",
+        "jq",
+    ]) {
+        return;
+    }
+    ensure_siblings(Path::new(env!("CARGO_BIN_EXE_berthd")));
+    let reg = Registry::start();
+    let d = start(
+        &reg,
+        "bnt-def2",
+        "10.220.0.1/24",
+        "10.221.0.0/16",
+        "berth_nt2",
+    );
+    let guard = NetGuard {
+        bridges: vec!["bnt-def2".into()],
+        exec_root: d.exec_root.clone(),
+        table: "berth_nt2".into(),
+    };
+    let _cleanup = Cleanup {
+        data_root: d.data_root.clone(),
+        exec_root: d.exec_root.clone(),
+    };
+    let docker = Docker::new(&d);
+    docker.ok(&["pull", "-q", "busybox"], &d);
+    let proj = tempfile::tempdir().expect("compose dir");
+    std::fs::write(
+        proj.path().join("docker-compose.yml"),
+        format!(
+            r#"version: "2.4"
+services:
+  web:
+    image: busybox
+    command: sh -c "{HTTPD}"
+  client:
+    image: busybox
+    depends_on: [web]
+    command: sh -c "for i in $$(seq 50); do wget -qO- http://web/ && exit 0; sleep 0.1; done; exit 1"
+"#
+        ),
+    )
+    .expect("compose file");
+    let project = format!("bnt{}", std::process::id());
+    let compose = |args: &[&str]| {
+        Command::new("docker-compose")
+            .args(["-p", &project])
+            .args(args)
+            .current_dir(proj.path())
+            .env("DOCKER_HOST", &docker.host)
+            .env("DOCKER_CONFIG", docker.config.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("docker-compose")
+    };
+    let up = compose(&["up", "--no-color", "--exit-code-from", "client"]);
+    let text = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        up.status.success(),
+        "compose up: {text}{}\nberthd log:\n{}",
+        String::from_utf8_lossy(&up.stderr),
+        d.log()
+    );
+    assert!(
+        text.contains("hello-from-a"),
+        "client fetched from web: {text}"
+    );
+    let down = compose(&["down"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert_eq!(
+        docker.ok(&["ps", "-aq"], &d).trim(),
+        "",
+        "no container left"
+    );
+    let nets = docker.ok(&["network", "ls", "--format", "{{.Name}}"], &d);
+    assert!(!nets.contains(&project), "network removed: {nets}");
+    let left = guard.leftovers(&d.data_root);
+    let left: Vec<&String> = left.iter().filter(|l| !l.contains("bnt-def2")).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
