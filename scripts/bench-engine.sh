@@ -177,7 +177,9 @@ hyperfine -N --warmup 2 --runs "$runs" --export-json "$work/logs.json" "${cmds[@
 echo; echo "## logs of 100,000 lines to /dev/null ($runs runs, load $(cut -d' ' -f1 /proc/loadavg))"
 table "$work/logs.json" "$ref_peer"
 
-# --- N detached starts, then supervisor memory ----------------------------------------------
+# --- N detached starts (rounds, engine order rotated), then supervisor memory ----------------
+# Every container adds mounts (its rootfs) the next starts of every engine pay for, and the
+# machine's load drifts: each round starts N per engine, in a rotated order, then removes them.
 start_n() { # engine-fn name-prefix extra-args... -> wall ms
   local e=$1 pfx=$2; shift 2
   local t0 t1
@@ -186,38 +188,52 @@ start_n() { # engine-fn name-prefix extra-args... -> wall ms
   t1=$(date +%s%N)
   echo $(( (t1 - t0) / 1000000 ))
 }
-echo; echo "## start of $n detached containers (sequential \`run -d busybox sleep 600\`), then memory per supervisor"
-echo "| engine | wall ms | × $ref_peer | supervisor | RSS KiB | PSS KiB | private KiB |"
-echo "|---|---|---|---|---|---|---|"
-log "start $n (berth)"
-t_b=$(start_n B bench-d "${net[@]}")
-sleep 2   # an idle berth-shim gives back its code pages after 1 s
-shims=()
-for f in "$work"/berth/exec/shim/*/shim.pid; do shims+=("$(cat "$f")"); done
-read -r mb_r mb_p mb_v < <(avg_mem "${shims[@]}")
-t_p="" t_d=""
-if has_peer podman; then
-  log "start $n (podman)"
-  t_p=$(start_n P bench-d --network none); sleep 1
-  mapfile -t cm < <(for c in $(P ps -q --filter name=bench-d); do P inspect -f '{{.State.ConmonPid}}' "$c"; done)
-  read -r mp_r mp_p mp_v < <(avg_mem "${cm[@]}")
-fi
-if has_peer docker; then
-  log "start $n (docker)"
-  t_d=$(start_n D bench-d --network none); sleep 1
-  # containerd-shims of our private dockerd: their command line names its containerd socket
-  ds=()
-  for p in $(ls /proc | grep -E '^[0-9]+$'); do
-    c=$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") || continue
-    [[ $c == *containerd-shim* && $c == *"$work/docker"* ]] && ds+=("$p")
+supervisors() { # engine -> pids of its supervisors for the bench-d containers
+  case $1 in
+    berth) for f in "$work"/berth/exec/shim/*/shim.pid; do echo "$(cat "$f")"; done ;;
+    podman) for c in $(P ps -q --filter name=bench-d); do P inspect -f '{{.State.ConmonPid}}' "$c"; done ;;
+    docker) # containerd-shims of our private dockerd: their command line names its socket
+      for p in $(ls /proc | grep -E '^[0-9]+$'); do
+        c=$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") || continue
+        [[ $c == *containerd-shim* && $c == *"$work/docker"* ]] && echo "$p"
+      done ;;
+  esac
+}
+engines=(berth); has_peer podman && engines+=(podman); has_peer docker && engines+=(docker)
+declare -A fn=([berth]=B [podman]=P [docker]=D) times=() mem=()
+rounds=${BENCH_START_ROUNDS:-3}
+for r in $(seq 1 "$rounds"); do
+  k=$(( (r - 1) % ${#engines[@]} ))
+  order=("${engines[@]:k}" "${engines[@]:0:k}")
+  for e in "${order[@]}"; do
+    log "round $r: start $n ($e)"
+    if [ "$e" = berth ]; then extra=("${net[@]}"); else extra=(--network none); fi
+    times[$e]+="$(start_n "${fn[$e]}" bench-d "${extra[@]}") "
   done
-  read -r md_r md_p md_v < <(avg_mem "${ds[@]}")
-fi
-ref_t=${t_p:-$t_d}
-ratio() { [ -n "$ref_t" ] && awk -v a="$1" -v b="$ref_t" 'BEGIN{printf "%.2f", a/b}' || echo -; }
-echo "| berth | $t_b | $(ratio "$t_b") | berth-shim ×${#shims[@]} | $mb_r | $mb_p | $mb_v |"
-[ -z "$t_p" ] || echo "| podman | $t_p | $(ratio "$t_p") | conmon ×${#cm[@]} | $mp_r | $mp_p | $mp_v |"
-[ -z "$t_d" ] || echo "| docker | $t_d | $(ratio "$t_d") | containerd-shim ×${#ds[@]} | $md_r | $md_p | $md_v |"
-read -r r p < <(rss_of "$berthd_pid")
-echo; echo "berthd with $((n + 2)) containers: $r KiB RSS / $p KiB PSS; load at end $(cut -d' ' -f1-3 /proc/loadavg)"
+  if [ "$r" = 1 ]; then
+    sleep 2   # an idle berth-shim gives back its code pages after 1 s
+    for e in "${engines[@]}"; do
+      mapfile -t pids < <(supervisors "$e")
+      mem[$e]="${#pids[@]} $(avg_mem "${pids[@]}")"
+    done
+    read -r br bp < <(rss_of "$berthd_pid")
+  fi
+  log "round $r: removing"
+  for e in "${engines[@]}"; do
+    ids=$(${fn[$e]} ps -aq --filter name=bench-d)
+    [ -z "$ids" ] || ${fn[$e]} rm -f $ids >/dev/null 2>&1 || true
+  done
+done
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ref_t=$(echo "${times[$ref_peer]:-}" | median)
+echo; echo "## start of $n detached containers (sequential \`run -d busybox sleep 600\`), $rounds rounds, engine order rotated"
+echo "| engine | median wall ms | rounds ms | × $ref_peer | supervisor (round 1, all engines' containers running) | RSS KiB | PSS KiB | private KiB |"
+echo "|---|---|---|---|---|---|---|---|"
+declare -A sup=([berth]=berth-shim [podman]=conmon [docker]=containerd-shim)
+for e in "${engines[@]}"; do
+  m=$(echo "${times[$e]}" | median)
+  read -r cnt mr mp mv <<<"${mem[$e]}"
+  echo "| $e | $m | ${times[$e]% } | $(awk -v a="$m" -v b="$ref_t" 'BEGIN{printf "%.2f", a/b}') | ${sup[$e]} ×$cnt | $mr | $mp | $mv |"
+done
+echo; echo "berthd with $((n + 2)) containers: $br KiB RSS / $bp KiB PSS; load at end $(cut -d' ' -f1-3 /proc/loadavg)"
 log "removing containers"
