@@ -102,6 +102,7 @@ pub struct HostConfig {
     pub pids_limit: Option<i64>,
     pub log_config: Option<LogConfig>,
     pub port_bindings: Option<serde_json::Value>,
+    pub publish_all_ports: bool,
     pub volumes_from: Option<Vec<String>>,
     pub extra_hosts: Option<Vec<String>>,
     pub dns: Option<Vec<String>>,

@@ -283,6 +283,8 @@ fn docker_cli_user_networks_resolve_names() {
             "tnet1",
             "--network-alias",
             "web",
+            "-p",
+            "127.0.0.1::80",
             "busybox",
             "sh",
             "-c",
@@ -326,6 +328,23 @@ fn docker_cli_user_networks_resolve_names() {
         "hello-from-a\n",
         "by alias"
     );
+    // published on 127.0.0.1 with a port the daemon picked; inspect tells which
+    let port = docker.ok(
+        &[
+            "inspect",
+            "-f",
+            "{{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}",
+            "srv",
+        ],
+        &d,
+    );
+    let port: u16 = port.trim().parse().expect("host port");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect published port");
+    use std::io::{Read, Write};
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("request");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("reply");
+    assert!(reply.ends_with("hello-from-a\n"), "{reply}");
     // resolv.conf points at the network's DNS server; hosts names the container
     let resolv = docker.ok(&["exec", "srv", "cat", "/etc/resolv.conf"], &d);
     assert!(resolv.starts_with("nameserver 10.212.0.1\n"), "{resolv}");
@@ -434,6 +453,7 @@ fn docker_cli_user_networks_resolve_names() {
     assert_eq!(shared, "hello-from-a\n");
 
     // teardown leaves nothing
+    let ids = docker.ok(&["inspect", "-f", "{{.Id}}", "srv", "fixed"], &d);
     docker.ok(&["rm", "-f", "srv", "fixed"], &d);
     docker.ok(&["network", "rm", "tnet1", "tnet3"], &d);
     let pruned = docker.ok(&["network", "prune", "-f"], &d);
@@ -441,11 +461,14 @@ fn docker_cli_user_networks_resolve_names() {
     let left = _guard.leftovers(&d.data_root);
     let left: Vec<&String> = left.iter().filter(|l| !l.contains("bnt-def1")).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(
-        !links().iter().any(|l| l.starts_with("vb")),
-        "veths left: {:?}",
-        links()
-    );
+    for id in ids.lines() {
+        let veth = format!("vb{}", &id[..6]);
+        assert!(
+            !links().iter().any(|l| l.starts_with(&veth)),
+            "veth of {id} left: {:?}",
+            links()
+        );
+    }
 }
 
 #[test]

@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use berth_network::nft::{Firewall, FirewallError};
+use berth_network::ports::{PortError, PortMapping};
 use berth_network::store::{Network, NetworkStore, StoreError};
 use berth_network::{bridge, dns, ipam};
 use ipnet::Ipv4Net;
@@ -35,6 +37,10 @@ pub enum NetworkError {
     Bridge(#[from] bridge::BridgeError),
     #[error(transparent)]
     Dns(#[from] dns::DnsError),
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Ports(#[from] PortError),
 }
 
 impl NetworkError {
@@ -59,7 +65,14 @@ impl NetworkError {
                 },
                 StoreError::Io { .. } | StoreError::Parse { .. } => ErrorKind::Internal,
             },
-            NetworkError::Bridge(_) | NetworkError::Dns(_) => ErrorKind::Internal,
+            NetworkError::Ports(PortError::InUse { .. }) => ErrorKind::Conflict,
+            NetworkError::Ports(PortError::Invalid { .. } | PortError::Ipv6(_)) => {
+                ErrorKind::InvalidArgument
+            }
+            NetworkError::Bridge(_)
+            | NetworkError::Dns(_)
+            | NetworkError::Firewall(_)
+            | NetworkError::Ports(_) => ErrorKind::Internal,
         }
     }
 
@@ -95,6 +108,9 @@ pub struct Networks {
     events: EventBus,
     /// Serialises create/remove/attach so subnet checks and bridge setup don't race.
     lock: std::sync::Mutex<()>,
+    firewall: Firewall,
+    /// Bridges whose firewall rules this daemon has (re)written since it started.
+    firewalled: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn random_id() -> String {
@@ -148,6 +164,8 @@ impl Networks {
             netns_dir: exec_root.join("netns"),
             events,
             lock: std::sync::Mutex::new(()),
+            firewall: Firewall::new(&cfg.firewall_table),
+            firewalled: std::sync::Mutex::new(Default::default()),
         };
         for (name, driver) in [("none", "null"), ("host", "host")] {
             if this.store.get(name).is_err() {
@@ -388,7 +406,13 @@ impl Networks {
                 return Err(e.into());
             }
         };
-        let _ = created;
+        if let Err(e) = self.firewall_network(&n) {
+            if created {
+                let _ = bridge::delete_bridge(&iface);
+            }
+            let _ = self.store.remove(&n.id);
+            return Err(e);
+        }
         self.publish("create", &n, &[]);
         Ok(n)
     }
@@ -412,6 +436,11 @@ impl Networks {
                 names.join(", ")
             )));
         }
+        self.firewall.remove_network(&n.bridge)?;
+        self.firewalled
+            .lock()
+            .expect("firewall set lock poisoned")
+            .remove(&n.bridge);
         bridge::delete_bridge(&n.bridge)?;
         self.store.remove(&n.id)?;
         let _ = self.dns.set_network(&n.name, Ipv4Addr::UNSPECIFIED, &[]);
@@ -445,6 +474,60 @@ impl Networks {
             .collect();
         self.dns.set_network(&n.name, pool.gateway, &entries)?;
         Ok(())
+    }
+
+    /// Write the firewall rules of a bridge network (masquerade, isolation, internal) once per
+    /// daemon run; idempotent.
+    pub(crate) fn firewall_network(&self, n: &Network) -> Result<(), NetworkError> {
+        let Some(pool) = n.pool else {
+            return Ok(());
+        };
+        let mut done = self.firewalled.lock().expect("firewall set lock poisoned");
+        if done.contains(&n.bridge) {
+            return Ok(());
+        }
+        self.firewall
+            .add_network(&n.bridge, pool.subnet, n.internal)?;
+        done.insert(n.bridge.clone());
+        Ok(())
+    }
+
+    /// DNAT `ports` to a container's address on bridge network `n`; the resolved mappings are
+    /// kept with its endpoint (persisted: a restarted daemon still knows what to remove).
+    pub(crate) fn publish_ports(
+        &self,
+        container: &str,
+        n: &Network,
+        ip: Ipv4Addr,
+        ports: &[PortMapping],
+    ) -> Result<(), NetworkError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let resolved = self.firewall.publish(container, &n.bridge, ip, ports)?;
+        if let Err(e) = self.store.set_ports(&n.id, container, resolved) {
+            let _ = self.firewall.unpublish(container);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Remove a container's published ports (idempotent).
+    pub(crate) fn unpublish_ports(&self, container: &str) {
+        if let Err(e) = self.firewall.unpublish(container) {
+            tracing::warn!(container = %container, error = %e, "removing published ports");
+        }
+    }
+
+    /// Owners with port rules in the table (crash cleanup).
+    pub(crate) fn owners(&self) -> Vec<String> {
+        match self.firewall.owners() {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading published ports");
+                Vec::new()
+            }
+        }
     }
 
     /// The aardvark-dns instance (tests stop it; the daemon leaves it running).

@@ -65,6 +65,9 @@ pub struct Endpoint {
     pub host_veth: String,
     /// Interface name inside the container.
     pub ifname: String,
+    /// Published ports (host ports resolved), on the container's first network.
+    #[serde(default)]
+    pub ports: Vec<crate::ports::PortMapping>,
 }
 
 /// One network.
@@ -310,6 +313,7 @@ impl NetworkStore {
             aliases: r.aliases,
             host_veth: r.host_veth,
             ifname: r.ifname,
+            ports: Vec::new(),
         };
         let mut updated = n.clone();
         updated
@@ -321,6 +325,26 @@ impl NetworkStore {
         self.save(&updated)?;
         *n = updated;
         Ok(ep)
+    }
+
+    /// Record the ports published for `container`'s endpoint on network `id`.
+    pub fn set_ports(
+        &self,
+        id: &str,
+        container: &str,
+        ports: Vec<crate::ports::PortMapping>,
+    ) -> Result<(), StoreError> {
+        let mut map = self.lock();
+        let n = map
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let mut updated = n.clone();
+        if let Some(ep) = updated.endpoints.get_mut(container) {
+            ep.ports = ports;
+        }
+        self.save(&updated)?;
+        *n = updated;
+        Ok(())
     }
 
     /// Forget `container`'s endpoint on network `id` (its address is free again).

@@ -125,6 +125,7 @@ impl Containers {
             .and_then(|n| n.get("EndpointsConfig"))
             .and_then(|e| serde_json::from_value(e.clone()).ok())
             .unwrap_or_default();
+        port_mappings(config, host)?;
         let mac = config.mac_address.clone().filter(|m| !m.is_empty());
         if let Some(m) = &mac {
             if ipam::parse_mac(m).is_none() {
@@ -138,7 +139,12 @@ impl Containers {
         };
         match mode.as_str() {
             "none" | "host" => {
-                if !endpoints_cfg.is_empty() && endpoints_cfg.keys().any(|k| k != &mode) {
+                // the docker CLI names the primary network by the mode it sent ("default"
+                // when no --network was given), which here resolved to none/host
+                if endpoints_cfg
+                    .keys()
+                    .any(|k| k != &mode && k != &stored_mode)
+                {
                     return Err(ContainerError::Invalid(format!(
                         "container cannot be connected to other networks with network mode {mode}"
                     )));
@@ -280,6 +286,12 @@ impl Containers {
             }
         }
         let (n, ip) = first.expect("at least one network");
+        let ports = port_mappings(&rec.config, &rec.host_config)?;
+        nets.publish_ports(&rec.id, &n, ip, &ports)
+            .map_err(|e| match e.kind() {
+                crate::ErrorKind::Internal => self.start_err(rec, e),
+                _ => ContainerError::from(e),
+            })?;
         self.write_etc(rec, Some(ip), Some(&n))
     }
 
@@ -306,6 +318,8 @@ impl Containers {
         })?;
         let _g = nets.lock();
         bridge::ensure_bridge(&n.bridge, pool.gateway, pool.subnet.prefix_len())
+            .map_err(|e| self.start_err(rec, e))?;
+        nets.firewall_network(n)
             .map_err(|e| self.start_err(rec, e))?;
         let name = rec.name.trim_start_matches('/').to_string();
         let ep = nets
@@ -351,7 +365,11 @@ impl Containers {
     /// Undo `network_up` (idempotent): links, addresses, DNS entries, the namespace.
     pub(crate) fn network_down(&self, id: &str) {
         let nets = self.networks();
-        for (n, ep) in nets.store().of_container(id) {
+        let attached = nets.store().of_container(id);
+        if attached.iter().any(|(_, ep)| !ep.ports.is_empty()) {
+            nets.unpublish_ports(id);
+        }
+        for (n, ep) in attached {
             if let Err(e) = bridge::disconnect(&ep.host_veth) {
                 tracing::warn!(container = %id, network = %n.name, error = %e, "removing veth");
             }
@@ -541,6 +559,14 @@ impl Containers {
             .collect();
         ids.sort();
         ids.dedup();
+        // published ports of containers that died while berthd was down
+        if nets.config().bridge.is_some() || nets.list().iter().any(|n| !n.predefined) {
+            for owner in nets.owners() {
+                if !ids.contains(&owner) {
+                    ids.push(owner);
+                }
+            }
+        }
         for id in ids {
             let alive = self
                 .get(&id)
@@ -549,6 +575,7 @@ impl Containers {
             if !alive {
                 tracing::info!(container = %id, "releasing network endpoints of a stopped container");
                 self.network_down(&id);
+                nets.unpublish_ports(&id);
             }
         }
     }
@@ -601,6 +628,16 @@ impl Containers {
                     "DriverOpts": null}),
             );
         }
+        let ports: Vec<berth_network::ports::PortMapping> = live
+            .values()
+            .flat_map(|(_, e)| e.ports.iter().cloned())
+            .collect();
+        let exposed = rec
+            .config
+            .exposed_ports
+            .as_ref()
+            .and_then(|e| serde_json::to_value(e).ok());
+        let ports = berth_network::ports::to_docker(&ports, exposed.as_ref());
         let default = networks.get("bridge").cloned().unwrap_or(json!({}));
         let field = |k: &str| default.get(k).cloned().unwrap_or(json!(""));
         let sandbox = if live.is_empty() {
@@ -611,7 +648,7 @@ impl Containers {
         json!({
             "Bridge": "", "SandboxID": if live.is_empty() { String::new() } else { rec.id.clone() },
             "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "Ports": {}, "SandboxKey": sandbox, "SecondaryIPAddresses": null,
+            "Ports": ports, "SandboxKey": sandbox, "SecondaryIPAddresses": null,
             "SecondaryIPv6Addresses": null,
             "EndpointID": field("EndpointID"), "Gateway": field("Gateway"),
             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
@@ -621,6 +658,23 @@ impl Containers {
             "Networks": networks,
         })
     }
+}
+
+/// The ports to publish (`-p`, `-P` with `--expose`), checked.
+fn port_mappings(
+    config: &ContainerConfig,
+    host: &HostConfig,
+) -> Result<Vec<berth_network::ports::PortMapping>, ContainerError> {
+    let exposed = config
+        .exposed_ports
+        .as_ref()
+        .and_then(|e| serde_json::to_value(e).ok());
+    berth_network::ports::from_docker(
+        host.port_bindings.as_ref(),
+        exposed.as_ref(),
+        host.publish_all_ports,
+    )
+    .map_err(|e| ContainerError::Invalid(e.to_string()))
 }
 
 /// An endpoint config from the API (`{"Aliases": [...], "IPAMConfig": {"IPv4Address": ..}}`).
