@@ -27,11 +27,7 @@ pub async fn run(client: &Client, a: PortArgs) -> anyhow::Result<bool> {
     let lines = port_lines(&info["NetworkSettings"]["Ports"], a.port.as_deref())?;
     if lines.is_empty() {
         if let Some(p) = &a.port {
-            anyhow::bail!(
-                "Error: No public port '{}' published for {}",
-                with_proto(p),
-                a.container
-            );
+            anyhow::bail!("Error: No public port '{p}' published for {}", a.container);
         }
     }
     for l in lines {
