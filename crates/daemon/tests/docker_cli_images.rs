@@ -192,6 +192,20 @@ fn docker_cli_login_import_export_prune() {
         "/tmp\n"
     );
 
+    // import from a URL: berthd fetches the tarball (served here on 127.0.0.1)
+    let url = serve_file(Path::new(tar));
+    docker.ok(&["import", &url, "fromurl:v1"], &d);
+    assert_eq!(
+        docker.ok(&["run", "--rm", "fromurl:v1", "cat", "/marker"], &d),
+        "exported\n"
+    );
+    let out = docker.run(&["import", &format!("{url}.missing"), "nothing:v1"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("404"), "{out:?}");
+    let out = docker.run(&["import", "ftp://127.0.0.1/x.tar", "nothing:v1"], None);
+    assert!(!out.status.success(), "{out:?}");
+    docker.ok(&["rmi", "fromurl:v1"], &d);
+
     // prune
     let out = docker.ok(&["container", "prune", "-f"], &d);
     assert!(out.contains("Deleted Containers"), "{out}");
@@ -199,4 +213,39 @@ fn docker_cli_login_import_export_prune() {
     assert!(out.contains("imported:v1"), "{out}");
     let left = docker.ok(&["images", "-q"], &d);
     assert!(left.trim().is_empty(), "{left}");
+}
+
+/// Serves `file` at http://127.0.0.1:PORT/rootfs.tar (404 for any other path) from a thread,
+/// for as long as the test process runs.
+fn serve_file(file: &Path) -> String {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let port = listener.local_addr().expect("local addr").port();
+    let file = file.to_owned();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone stream"));
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let found = request.split_whitespace().nth(1) == Some("/rootfs.tar");
+            let body = if found {
+                std::fs::read(&file).expect("read served file")
+            } else {
+                b"not found".to_vec()
+            };
+            let status = if found { "200 OK" } else { "404 Not Found" };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(&body);
+        }
+    });
+    format!("http://127.0.0.1:{port}/rootfs.tar")
 }

@@ -94,6 +94,15 @@ impl ImageError {
             ImageError::Reference(_) | ImageError::Store(S::BadName(_) | S::Ambiguous { .. }) => {
                 ErrorKind::InvalidArgument
             }
+            ImageError::Archive(e)
+                if matches!(
+                    **e,
+                    archive::ArchiveError::FetchScheme { .. }
+                        | archive::ArchiveError::FetchStatus { .. }
+                ) =>
+            {
+                ErrorKind::InvalidArgument
+            }
             ImageError::InUse { .. } | ImageError::MultipleTags { .. } => ErrorKind::Conflict,
             ImageError::Pull(e) => {
                 let s = e.to_string();
@@ -510,6 +519,35 @@ impl Images {
         let name = rec.repo_tags.first().cloned().unwrap_or_else(|| id.clone());
         self.publish("import", &id, &name);
         Ok(rec)
+    }
+
+    /// `docker import URL`: downloads the tarball next to the content store, then imports it
+    /// like [`Images::import`]; the download is removed either way.
+    pub async fn import_url(
+        &self,
+        url: &str,
+        opts: &archive::ImportOptions,
+    ) -> Result<ImageRecord, ImageError> {
+        fn io(op: &str) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+            move |source| {
+                ImageError::Archive(Box::new(archive::ArchiveError::Io {
+                    op: op.to_string(),
+                    source,
+                }))
+            }
+        }
+        let tmp = tempfile::NamedTempFile::new_in(self.content.root())
+            .map_err(io("create a download file in the content store"))?;
+        let mut file = tmp.reopen().map_err(io("open the download file"))?;
+        archive::fetch(url, &mut file).await?;
+        let images = self.clone();
+        let opts = opts.clone();
+        tokio::task::spawn_blocking(move || {
+            let input = std::fs::File::open(tmp.path()).map_err(io("read the download file"))?;
+            images.import(std::io::BufReader::new(input), &opts)
+        })
+        .await
+        .map_err(|e| io("import the download")(std::io::Error::other(e.to_string())))?
     }
 
     /// `POST /auth`: checks `username`/`password` against `server` (`GET /v2/`, answering a

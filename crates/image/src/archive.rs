@@ -37,6 +37,19 @@ pub enum ArchiveError {
         #[source]
         source: io::Error,
     },
+    /// A rootfs tarball URL (`docker import URL`) could not be fetched.
+    #[error("import: fetch {url}")]
+    Fetch {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The URL answered with an error status.
+    #[error("import: fetch {url}: server answered {status}")]
+    FetchStatus { url: String, status: u16 },
+    /// Only http and https URLs can be imported from.
+    #[error("import: {url:?} is not an http:// or https:// URL")]
+    FetchScheme { url: String },
     /// The content store failed.
     #[error("archive: content store")]
     Store(#[from] StoreError),
@@ -875,6 +888,39 @@ impl<R: Read> Read for Tee<'_, R> {
         self.blob.write_all(&buf[..n])?;
         Ok(n)
     }
+}
+
+/// Downloads `url` (http or https, `docker import URL`) into `to`, streaming; returns the bytes
+/// written. The caller then imports the file with [`import`] (its format is sniffed there).
+pub async fn fetch(url: &str, to: &mut File) -> Result<u64, ArchiveError> {
+    let parsed = url::Url::parse(url).map_err(|_| ArchiveError::FetchScheme {
+        url: url.to_string(),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ArchiveError::FetchScheme {
+            url: url.to_string(),
+        });
+    }
+    let fetch_err = |source| ArchiveError::Fetch {
+        url: url.to_string(),
+        source,
+    };
+    let mut resp = reqwest::get(parsed).await.map_err(fetch_err)?;
+    if !resp.status().is_success() {
+        return Err(ArchiveError::FetchStatus {
+            url: url.to_string(),
+            status: resp.status().as_u16(),
+        });
+    }
+    let mut n = 0u64;
+    while let Some(chunk) = resp.chunk().await.map_err(fetch_err)? {
+        to.write_all(&chunk).map_err(|source| ArchiveError::Io {
+            op: format!("write the download of {url}"),
+            source,
+        })?;
+        n += chunk.len() as u64;
+    }
+    Ok(n)
 }
 
 /// Import a root filesystem tarball (plain, gzip or zstd) as a single-layer image.

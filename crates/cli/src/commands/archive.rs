@@ -18,7 +18,7 @@ use crate::client::{check, query, read_json, Client, ReqBody};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Tarball to import ('-' for stdin)
+    /// Tarball to import: a file, an http(s) URL (fetched by the daemon), or '-' for stdin
     pub file: String,
     /// Name of the new image (REPO[:TAG])
     pub reference: Option<String>,
@@ -126,9 +126,12 @@ async fn file_body(file: &str) -> anyhow::Result<ReqBody> {
     Ok(ReqBody::Stream(rx))
 }
 
-/// `berth import FILE|- [REPO[:TAG]]`: prints the new image id like docker.
+/// `berth import FILE|URL|- [REPO[:TAG]]`: prints the new image id like docker. A URL is
+/// fetched by the daemon (docker's behaviour), not by the CLI.
 pub async fn import(client: &Client, a: ImportArgs) -> anyhow::Result<bool> {
-    let mut pairs = vec![("fromSrc", "-".to_string())];
+    let url = a.file.starts_with("http://") || a.file.starts_with("https://");
+    let src = if url { a.file.clone() } else { "-".to_string() };
+    let mut pairs = vec![("fromSrc", src)];
     if let Some(r) = &a.reference {
         let (repo, tag) = super::image::split_tag(r);
         pairs.push(("repo", repo));
@@ -140,7 +143,11 @@ pub async fn import(client: &Client, a: ImportArgs) -> anyhow::Result<bool> {
     if let Some(m) = &a.message {
         pairs.push(("message", m.clone()));
     }
-    let body = file_body(&a.file).await?;
+    let body = if url {
+        ReqBody::Full(None)
+    } else {
+        file_body(&a.file).await?
+    };
     let resp = client
         .send(
             Method::POST,

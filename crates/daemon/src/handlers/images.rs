@@ -143,11 +143,7 @@ async fn import(
     // Taken first: a request refused below still has its upload read (and discarded), so the
     // client sees the error instead of a broken pipe.
     let reader = http::body_reader(body);
-    if q.get("fromSrc") != Some("-") {
-        return Err(ApiError::bad_request(
-            "fromSrc: only \"-\" (the request body) is supported, not a URL",
-        ));
-    }
+    let src = q.get("fromSrc").unwrap_or_default().to_string();
     let mut opts = ImportOptions::default();
     if let Some(repo) = q.get("repo").filter(|r| !r.is_empty()) {
         let tag = q.get("tag").filter(|t| !t.is_empty());
@@ -163,9 +159,14 @@ async fn import(
         opts.comment = Some(m.to_string());
     }
     let images = engine.images().clone();
-    let rec = tokio::task::spawn_blocking(move || images.import(reader, &opts))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let rec = if src == "-" {
+        tokio::task::spawn_blocking(move || images.import(reader, &opts))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??
+    } else {
+        // `docker import URL`: the daemon fetches the tarball (docker's "source" URL)
+        images.import_url(&src, &opts).await?
+    };
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header("Content-Type", "application/json")
