@@ -22,7 +22,8 @@ use commands::login::LoginArgs;
 use commands::port::PortArgs;
 use commands::volume::VolumeCmd;
 use commands::{
-    attach::AttachArgs, cp::CpArgs, debug::DebugArgs, stats::StatsArgs, update::UpdateArgs,
+    attach::AttachArgs, commit::CommitArgs, cp::CpArgs, debug::DebugArgs, stats::StatsArgs,
+    update::UpdateArgs,
 };
 
 /// A docker-compatible container engine client.
@@ -185,6 +186,8 @@ enum Cmd {
     Exec(ExecArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(CpArgs),
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
     /// Open a shell with host (or image) tools inside a running container's namespaces
     Debug(DebugArgs),
     /// Display a live stream of container(s) resource usage statistics
@@ -430,6 +433,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         .map(code),
         Cmd::Exec(a) => c::exec(&client, a).await,
         Cmd::Cp(a) => commands::cp::run(&client, a).await.map(code),
+        Cmd::Commit(a) => commands::commit::run(&client, a).await.map(code),
         Cmd::Debug(a) => commands::debug::run(&client, a).await,
         Cmd::Stats(a) => commands::stats::run(&client, a).await.map(code),
         Cmd::Update(a) => commands::update::run(&client, a).await.map(code),

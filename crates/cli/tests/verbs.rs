@@ -554,3 +554,68 @@ fn window_resizes_reach_every_session() {
     }
     d.ok(&["rm", "-f", "rs", "rsa", "rsb"]);
 }
+
+#[test]
+fn commit_makes_images_from_changes() {
+    let Some((_reg, d, _c)) = setup() else { return };
+    d.ok(&[
+        "run",
+        "--name",
+        "c1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /committed && mkdir -p /d && touch /d/a /d/b && rm /bin/true",
+    ]);
+    let id = d.ok(&[
+        "commit",
+        "-a",
+        "me <me@x>",
+        "-m",
+        "first",
+        "-c",
+        "CMD [\"cat\", \"/committed\"]",
+        "-c",
+        "ENV X=1",
+        "c1",
+        "mine:v1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(d.ok(&["run", "--rm", "mine:v1"]), "data\n");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "mine:v1",
+        "sh",
+        "-c",
+        "test -e /bin/true || echo gone; echo $X; ls /d",
+    ]);
+    assert_eq!(out, "gone\n1\na\nb\n");
+    assert_eq!(
+        d.inspect("mine:v1", "{{.Id}}"),
+        id.trim(),
+        "the image is named mine:v1"
+    );
+    let hist = d.ok(&["history", "mine:v1"]);
+    assert!(
+        hist.contains("first") || hist.lines().count() >= 2,
+        "{hist}"
+    );
+    // a directory removed and made again is opaque in the next layer
+    d.ok(&[
+        "run",
+        "--name",
+        "c2",
+        "mine:v1",
+        "sh",
+        "-c",
+        "rm -rf /d && mkdir /d && touch /d/c",
+    ]);
+    d.ok(&["commit", "c2", "mine:v2"]);
+    assert_eq!(d.ok(&["run", "--rm", "mine:v2", "ls", "/d"]), "c\n");
+    let out = d.berth(&["commit", "-c", "RUN make", "c2", "mine:v3"], None);
+    assert!(!out.status.success(), "RUN is refused: {out:?}");
+    let out = d.berth(&["commit", "nosuch"], None);
+    assert!(!out.status.success());
+    d.ok(&["rm", "c1", "c2"]);
+}

@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response};
 
 use crate::error::ApiError;
 use crate::handlers::{
-    archive, backup, containers, debug, events, images, networks, system, volumes,
+    archive, backup, commit, containers, debug, events, images, networks, system, volumes,
 };
 use crate::http::{Body, Query};
 
@@ -112,6 +112,7 @@ async fn route_docker(
         (&Method::POST, ["auth"]) => images::login(engine, req.into_body()).await,
         (&Method::GET, ["images", "json"]) => images::list(engine, q),
         (&Method::POST, ["images", "prune"]) => images::prune(engine, q),
+        (&Method::POST, ["commit"]) => commit::commit(engine, q, req.into_body()).await,
         (&Method::POST, ["containers", "prune"]) => containers::prune(engine, q).await,
         (&Method::GET, ["images", "get"]) => images::save(engine, q.all("names")),
         (&Method::POST, ["images", "load"]) => images::load(engine, req.into_body()).await,

@@ -147,6 +147,23 @@ fn docker_cp_both_ways_and_contained() {
     let owner = docker.ok(&["exec", name, "stat", "-c", "%u:%g", "/srv/up"], &d);
     assert_eq!(owner.trim(), "0:0", "without -a files belong to root");
 
+    // docker commit of the running container: its changes (what cp put in) become an image
+    let id = docker.ok(
+        &[
+            "commit",
+            "-m",
+            "cp test",
+            "-c",
+            "CMD cat /srv/up",
+            name,
+            "cpimg:1",
+        ],
+        &d,
+    );
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(docker.ok(&["run", "--rm", "cpimg:1"], &d), "uploaded\n");
+    docker.ok(&["rmi", "cpimg:1"], &d);
+
     // errors: a missing path, a file where a directory is needed, dir over non-dir
     let e = docker.fails(&["cp", &format!("{name}:/nope"), &h("nope")]);
     assert!(e.contains("Could not find the file /nope"), "{e}");

@@ -19,6 +19,7 @@ macro_rules! out {
 
 pub mod archive;
 pub mod attach;
+pub mod commit;
 pub mod container;
 pub mod cp;
 pub mod debug;

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod commit;
 pub mod containers;
 pub mod debug;
 pub mod events;

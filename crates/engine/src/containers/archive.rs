@@ -522,7 +522,7 @@ fn absolute(path: &str) -> String {
 }
 
 /// An anonymous temporary file next to the container's directory (same disk as its data).
-fn spool_file(rootfs: &Path) -> Result<File, ArchiveError> {
+pub(crate) fn spool_file(rootfs: &Path) -> Result<File, ArchiveError> {
     let dir = rootfs.parent().unwrap_or(Path::new("/tmp"));
     nix::fcntl::open(
         dir,
@@ -610,6 +610,7 @@ impl Source {
         let mut w = Walker {
             view: &self.view,
             b: &mut b,
+            overlay_whiteouts: false,
         };
         w.entry(
             self.fd,
@@ -629,6 +630,45 @@ impl Source {
 struct Walker<'a, W: Write> {
     view: &'a View,
     b: &'a mut tar::Builder<W>,
+    /// Writing an overlay upper directory as a layer: 0/0 character devices become `.wh.`
+    /// files and opaque directories get a `.wh..wh..opq` entry (OCI whiteouts).
+    overlay_whiteouts: bool,
+}
+
+/// The OCI layer tar of an overlay upper directory (a container's changes, `docker commit`):
+/// entries relative to `upper`, whiteouts in OCI form, walked through directory fds without
+/// following any symlink, so a running container can't make it read files outside `upper`.
+pub(crate) fn layer_of_upper<W: Write>(upper: &Path, out: W) -> Result<W, ArchiveError> {
+    let root = nix::fcntl::open(
+        upper,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|source| ArchiveError::Fs {
+        op: "open",
+        path: upper.display().to_string(),
+        source,
+    })?;
+    let view = View {
+        roots: vec![Root {
+            dest: Vec::new(),
+            fd: root
+                .try_clone()
+                .map_err(io_err("duplicate a directory fd"))?,
+            rw: false,
+        }],
+    };
+    let mut b = tar::Builder::new(out);
+    let mut w = Walker {
+        view: &view,
+        b: &mut b,
+        overlay_whiteouts: true,
+    };
+    w.children(root.as_fd(), "", &[], 0)?;
+    b.into_inner().map_err(|source| ArchiveError::Io {
+        op: "finish the layer",
+        source,
+    })
 }
 
 fn io_err(op: &'static str) -> impl FnOnce(std::io::Error) -> ArchiveError {
@@ -645,6 +685,80 @@ impl<W: Write> Walker<'_, W> {
         h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
         h.set_size(0);
         h
+    }
+
+    /// Add every entry of the directory `dir` (container path `parts`, tar prefix `dname`).
+    fn children(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        dname: &str,
+        parts: &[OsString],
+        root: usize,
+    ) -> Result<(), ArchiveError> {
+        let mut names: Vec<OsString> = Vec::new();
+        let dup = dir
+            .try_clone_to_owned()
+            .map_err(io_err("duplicate a directory fd"))?;
+        let mut d = nix::dir::Dir::from_fd(dup).map_err(|source| ArchiveError::Fs {
+            op: "read directory",
+            path: display(parts),
+            source,
+        })?;
+        for e in d.iter() {
+            let e = e.map_err(|source| ArchiveError::Fs {
+                op: "read directory",
+                path: display(parts),
+                source,
+            })?;
+            let n = OsStr::from_bytes(e.file_name().to_bytes());
+            if n != "." && n != ".." {
+                names.push(n.to_os_string());
+            }
+        }
+        names.sort();
+        for n in names {
+            let mut child_parts = parts.to_vec();
+            child_parts.push(n.clone());
+            let child_name = format!("{}{}", dname, n.to_string_lossy());
+            // a mount point: continue in the mount's source, like the container sees it
+            let (cfd, croot, via_parent) = match self.view.mount_at(&child_parts) {
+                Some(m) => (
+                    self.view
+                        .open_at(m, Path::new("."), OFlag::O_PATH)
+                        .map_err(|source| ArchiveError::Fs {
+                            op: "open",
+                            path: display(&child_parts),
+                            source,
+                        })?,
+                    m,
+                    false,
+                ),
+                None => match openat(
+                    dir,
+                    n.as_os_str(),
+                    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => (fd, root, true),
+                    Err(Errno::ENOENT) => continue, // gone meanwhile
+                    Err(source) => {
+                        return Err(ArchiveError::Fs {
+                            op: "open",
+                            path: display(&child_parts),
+                            source,
+                        })
+                    }
+                },
+            };
+            let cst = fstat(&cfd).map_err(|source| ArchiveError::Fs {
+                op: "stat",
+                path: display(&child_parts),
+                source,
+            })?;
+            let parent = via_parent.then_some((dir, n.as_os_str()));
+            self.entry(cfd, parent, &cst, &child_name, child_parts, croot)?;
+        }
+        Ok(())
     }
 
     /// Add one entry. `fd` is an `O_PATH|O_NOFOLLOW` fd of it; `parent` with its name the
@@ -690,69 +804,14 @@ impl<W: Write> Walker<'_, W> {
                     .append_data(&mut h, &dname, std::io::empty())
                     .map_err(io_err("write a directory entry"))?;
                 let dir = reopen(OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
-                let mut names: Vec<OsString> = Vec::new();
-                let dup = dir
-                    .try_clone()
-                    .map_err(io_err("duplicate a directory fd"))?;
-                let mut d = nix::dir::Dir::from_fd(dup).map_err(|source| ArchiveError::Fs {
-                    op: "read directory",
-                    path: display(&parts),
-                    source,
-                })?;
-                for e in d.iter() {
-                    let e = e.map_err(|source| ArchiveError::Fs {
-                        op: "read directory",
-                        path: display(&parts),
-                        source,
-                    })?;
-                    let n = OsStr::from_bytes(e.file_name().to_bytes());
-                    if n != "." && n != ".." {
-                        names.push(n.to_os_string());
-                    }
+                if self.overlay_whiteouts && is_opaque(dir.as_fd()) {
+                    let mut h = Self::header(st, tar::EntryType::Regular);
+                    h.set_mode(0o644);
+                    self.b
+                        .append_data(&mut h, format!("{dname}.wh..wh..opq"), std::io::empty())
+                        .map_err(io_err("write an opaque whiteout"))?;
                 }
-                names.sort();
-                for n in names {
-                    let mut child_parts = parts.clone();
-                    child_parts.push(n.clone());
-                    let child_name = format!("{}{}", dname, n.to_string_lossy());
-                    // a mount point: continue in the mount's source, like the container sees it
-                    let (cfd, croot, via_parent) = match self.view.mount_at(&child_parts) {
-                        Some(m) => (
-                            self.view
-                                .open_at(m, Path::new("."), OFlag::O_PATH)
-                                .map_err(|source| ArchiveError::Fs {
-                                    op: "open",
-                                    path: display(&child_parts),
-                                    source,
-                                })?,
-                            m,
-                            false,
-                        ),
-                        None => match openat(
-                            dir.as_fd(),
-                            n.as_os_str(),
-                            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                            Mode::empty(),
-                        ) {
-                            Ok(fd) => (fd, root, true),
-                            Err(Errno::ENOENT) => continue, // gone meanwhile
-                            Err(source) => {
-                                return Err(ArchiveError::Fs {
-                                    op: "open",
-                                    path: display(&child_parts),
-                                    source,
-                                })
-                            }
-                        },
-                    };
-                    let cst = fstat(&cfd).map_err(|source| ArchiveError::Fs {
-                        op: "stat",
-                        path: display(&child_parts),
-                        source,
-                    })?;
-                    let parent = via_parent.then_some((dir.as_fd(), n.as_os_str()));
-                    self.entry(cfd, parent, &cst, &child_name, child_parts, croot)?;
-                }
+                self.children(dir.as_fd(), &dname, &parts, root)?;
             }
             SFlag::S_IFREG => {
                 let f = File::from(reopen(OFlag::O_RDONLY | OFlag::O_NONBLOCK)?);
@@ -784,6 +843,17 @@ impl<W: Write> Walker<'_, W> {
                     .append_link(&mut h, name, Path::new(&target))
                     .map_err(io_err("write a symlink entry"))?;
             }
+            SFlag::S_IFCHR if self.overlay_whiteouts && st.st_rdev == 0 => {
+                let (dir, base) = match name.rsplit_once('/') {
+                    Some((d, b)) => (format!("{d}/"), b),
+                    None => (String::new(), name),
+                };
+                let mut h = Self::header(st, tar::EntryType::Regular);
+                h.set_mode(0o644);
+                self.b
+                    .append_data(&mut h, format!("{dir}.wh.{base}"), std::io::empty())
+                    .map_err(io_err("write a whiteout"))?;
+            }
             SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => {
                 let kind = match kind_of(st) {
                     SFlag::S_IFCHR => tar::EntryType::Char,
@@ -806,6 +876,17 @@ impl<W: Write> Walker<'_, W> {
     }
 }
 
+/// Whether an overlay directory is opaque (`trusted.overlay.opaque=y`).
+fn is_opaque(dir: BorrowedFd<'_>) -> bool {
+    use xattr::FileExt;
+    // fgetxattr on the directory itself (a path through /proc/self/fd would be a symlink)
+    dir.try_clone_to_owned()
+        .map(File::from)
+        .ok()
+        .and_then(|f| f.get_xattr("trusted.overlay.opaque").ok().flatten())
+        .is_some_and(|v| v == b"y")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -816,6 +897,37 @@ mod tests {
         assert_eq!(go_file_mode(0o100644), 0o644);
         assert_eq!(go_file_mode(0o120777), (1 << 27) | 0o777);
         assert_eq!(go_file_mode(0o104755), (1 << 23) | 0o755);
+    }
+
+    #[test]
+    fn upper_dirs_become_oci_layers() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let up = t.path();
+        std::fs::create_dir(up.join("d")).expect("mkdir");
+        std::fs::write(up.join("d/c"), "c").expect("write");
+        xattr::set(up.join("d"), "trusted.overlay.opaque", b"y").expect("opaque xattr");
+        nix::sys::stat::mknod(
+            &up.join("gone"),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .expect("whiteout");
+        std::os::unix::fs::symlink("/etc/shadow", up.join("link")).expect("symlink");
+        let tar = layer_of_upper(up, Vec::new()).expect("layer");
+        let mut names: Vec<String> = tar::Archive::new(&tar[..])
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        assert_eq!(names, [".wh.gone", "d/", "d/.wh..wh..opq", "d/c", "link"]);
     }
 
     #[test]

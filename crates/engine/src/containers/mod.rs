@@ -10,6 +10,7 @@
 //! its [`Phase`], which waiters and the exit monitor use.
 
 pub mod archive;
+pub mod commit;
 pub mod debug;
 pub mod exec;
 pub mod health;
