@@ -19,6 +19,7 @@ use commands::container::{CreateArgs, ExecArgs, LogsArgs, PsArgs, RunArgs};
 use commands::events::EventsArgs;
 use commands::image::{ImageCmd, ImagesArgs, LoadArgs, PullArgs, RmiArgs, SaveArgs};
 use commands::login::LoginArgs;
+use commands::network::NetworkCmd;
 use commands::port::PortArgs;
 use commands::volume::VolumeCmd;
 use commands::{
@@ -68,6 +69,11 @@ enum Cmd {
     },
     /// Get real time events from the server
     Events(EventsArgs),
+    /// Manage networks
+    Network {
+        #[command(subcommand)]
+        cmd: NetworkCmd,
+    },
     /// Manage volumes
     Volume {
         #[command(subcommand)]
@@ -322,6 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => commands::system::df(&client, verbose, format.as_deref())
             .await
             .map(|()| 0),
+        Cmd::Network { cmd } => commands::network::run(&client, cmd).await.map(code),
         Cmd::Volume { cmd } => commands::volume::run(&client, cmd).await.map(code),
         Cmd::Image { cmd } => commands::image::run(&client, cmd).await.map(code),
         Cmd::Pull(a) => commands::image::run(&client, ImageCmd::Pull(a))

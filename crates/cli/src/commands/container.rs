@@ -91,9 +91,30 @@ pub struct CreateArgs {
     /// Signal to stop the container
     #[arg(long = "stop-signal")]
     pub stop_signal: Option<String>,
-    /// Connect a container to a network (none or host)
+    /// Connect a container to a network (bridge, none, host, container:NAME, or a network)
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address on the network (user networks)
+    #[arg(long = "ip")]
+    pub ip: Option<String>,
+    /// Container MAC address (e.g. 02:42:0a:00:00:05)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Set custom DNS servers
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip, host-gateway for the gateway)
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     /// Restart policy (no, on-failure[:N], always, unless-stopped)
     #[arg(long)]
     pub restart: Option<String>,
@@ -337,6 +358,11 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<ContainerCreateRequest> {
             port_bindings: Some(port_bindings),
             volumes_from: (!a.volumes_from.is_empty()).then(|| a.volumes_from.clone()),
             network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
+            dns: (!a.dns.is_empty()).then(|| a.dns.clone()),
+            dns_search: (!a.dns_search.is_empty()).then(|| a.dns_search.clone()),
+            dns_options: (!a.dns_option.is_empty()).then(|| a.dns_option.clone()),
+            extra_hosts: (!a.add_host.is_empty()).then(|| a.add_host.clone()),
+            publish_all_ports: a.publish_all,
             restart_policy: restart,
             auto_remove: a.rm,
             cap_add: Some(a.cap_add.clone()),
@@ -357,8 +383,24 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<ContainerCreateRequest> {
             console_size: if a.tty { console_size() } else { None },
             ..HostConfig::default()
         },
-        networking_config: None,
+        networking_config: endpoints_config(a),
     })
+}
+
+/// `NetworkingConfig` for `--network NET --network-alias A --ip IP --mac-address M`.
+fn endpoints_config(a: &CreateArgs) -> Option<serde_json::Value> {
+    if a.network_alias.is_empty() && a.ip.is_none() && a.mac_address.is_none() {
+        return None;
+    }
+    let net = a.network.clone().unwrap_or_else(|| "default".into());
+    let mut ep = serde_json::json!({"Aliases": a.network_alias});
+    if let Some(ip) = &a.ip {
+        ep["IPAMConfig"] = serde_json::json!({"IPv4Address": ip});
+    }
+    if let Some(m) = &a.mac_address {
+        ep["MacAddress"] = serde_json::json!(m);
+    }
+    Some(serde_json::json!({"EndpointsConfig": {net: ep}}))
 }
 
 /// Create, pulling the image once when the daemon doesn't have it (like docker).

@@ -27,6 +27,7 @@ pub mod diff;
 pub mod events;
 pub mod image;
 pub mod login;
+pub mod network;
 pub mod port;
 pub mod rename;
 pub mod stats;
