@@ -250,7 +250,7 @@ pub fn list(engine: &Arc<Engine>, q: &Query) -> Result<Response<Body>, ApiError>
                 .collect::<Vec<_>>()
                 .join(" "),
             created: created_secs(r),
-            ports: vec![],
+            ports: engine.containers().list_ports(r),
             labels: r.config.labels.clone().unwrap_or_default(),
             state: r.state.status.as_str().to_string(),
             status: status_text(r),

@@ -2032,6 +2032,28 @@ impl Containers {
         Ok(self.get(key)?.record())
     }
 
+    /// The list API's `Ports` of a container (`docker ps` PORTS): its published mappings, then
+    /// its exposed ports without one.
+    pub fn list_ports(&self, rec: &Record) -> Vec<serde_json::Value> {
+        let ports: Vec<berth_network::ports::PortMapping> = self
+            .inner
+            .networks
+            .store()
+            .of_container(&rec.id)
+            .into_iter()
+            .flat_map(|(_, e)| e.ports)
+            .collect();
+        let exposed = rec
+            .config
+            .exposed_ports
+            .as_ref()
+            .and_then(|e| serde_json::to_value(e).ok());
+        match berth_network::ports::to_docker_list(&ports, exposed.as_ref()) {
+            serde_json::Value::Array(list) => list,
+            _ => Vec::new(),
+        }
+    }
+
     /// Exec ids of a container.
     pub fn exec_ids(&self, id: &str) -> Vec<String> {
         self.inner
