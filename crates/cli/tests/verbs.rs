@@ -244,7 +244,7 @@ fn debug_shell_sees_the_container_with_host_tools() {
         .find(|p| Path::new(p).exists())
         .expect("a host tool");
     let script = format!(
-        "test -x {host_tool} && echo host-tool; ps -o pid,args 2>/dev/null || ps; ls /proc/1/root/made-in-container; readlink /proc/self/ns/net; exit 4"
+        "test -x {host_tool} && echo host-tool; ps -o pid,args 2>/dev/null || ps; ls /proc/1/root/made-in-container; readlink /proc/self/ns/net; grep :pids: /proc/self/cgroup; exit 4"
     );
     let out = d.berth(&["debug", "dbg", "--", "sh", "-c", &script], None);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -265,6 +265,14 @@ fn debug_shell_sees_the_container_with_host_tools() {
         "ps shows the container's process: {text}"
     );
     assert!(text.contains("/proc/1/root/made-in-container"), "{text}");
+    let cid = d.inspect("dbg", "{{.Id}}");
+    // a child of the container's cgroup (shown from the host's cgroup root or the container's)
+    assert!(
+        text.lines().any(|l| l.contains(":pids:")
+            && l.contains("/debug-")
+            && (l.contains(&cid) || l.contains(":pids:/debug-"))),
+        "the session's cgroup is a child of the container's: {text}"
+    );
     assert!(
         text.contains(&netns.display().to_string()),
         "the container's network namespace {netns:?}: {text}"
@@ -294,6 +302,15 @@ fn debug_shell_sees_the_container_with_host_tools() {
         leftovers.is_empty(),
         "debug sessions leave nothing: {leftovers:?}"
     );
+    let cgroups: Vec<_> = std::fs::read_dir(format!("/sys/fs/cgroup/pids/berth/{cid}"))
+        .map(|r| {
+            r.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("debug-"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(cgroups.is_empty(), "nor cgroups: {cgroups:?}");
     let out = d.berth(&["debug", "--image", "nosuchimage", "dbg"], None);
     assert!(!out.status.success());
     d.ok(&["rm", "-f", "dbg"]);

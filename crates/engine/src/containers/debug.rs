@@ -7,8 +7,9 @@
 //! own mount namespace whose root is the tool root — the host's `/usr`, `/etc`, `/lib*`, ...
 //! bound read-only into an empty directory, or a throw-away overlay of the image's layers —
 //! with a fresh `/proc` of the joined pid namespace: `ps` lists the container's processes and
-//! the container's files are at `/proc/1/root`. Everything it made (bundle, overlay) is
-//! removed when the session ends.
+//! the container's files are at `/proc/1/root`. Its cgroup is a child of the container's
+//! (`/berth/<id>/debug-…`), so the container's limits hold for it too. Everything it made
+//! (bundle, overlay, cgroup) is removed when the session ends.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,7 @@ fn base_mounts() -> Vec<Value> {
 /// The OCI spec of a debug session joining the namespaces of the process `pid`.
 pub fn debug_spec(
     pid: i64,
+    cgroup: &str,
     rootfs: &Path,
     extra_mounts: Vec<Value>,
     cfg: &ExecConfig,
@@ -119,6 +121,9 @@ pub fn debug_spec(
         "root": {"path": rootfs, "readonly": false},
         "mounts": mounts,
         "linux": {
+            // a child of the container's cgroup: its limits and accounting cover the session,
+            // and the session's own cgroup is removed (with what is left in it) at its end
+            "cgroupsPath": cgroup,
             "namespaces": [
                 ns("pid", "pid"),
                 ns("network", "net"),
@@ -305,6 +310,7 @@ impl Containers {
         let caps: Vec<String> = held.iter().map(|c| c.to_string()).collect();
         let spec = debug_spec(
             pid,
+            &format!("/berth/{}/{}", rec.id, d.runtime_id),
             &rootfs,
             extra,
             &exec.config,
