@@ -271,6 +271,56 @@ fn docker_cli_user_networks_resolve_names() {
         &d,
     );
     assert_eq!(sub.trim(), "10.211.0.0/24");
+    // an exhausted range: a /30 has one address for containers
+    docker.ok(
+        &["network", "create", "--subnet", "10.215.0.0/30", "tiny"],
+        &d,
+    );
+    docker.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "only",
+            "--network",
+            "tiny",
+            "busybox",
+            "sleep",
+            "60",
+        ],
+        &d,
+    );
+    let e = docker.fails(&["run", "--rm", "--network", "tiny", "busybox", "true"]);
+    assert!(e.contains("no available IPv4 addresses"), "{e}");
+    docker.ok(&["rm", "-f", "only"], &d);
+    docker.ok(&["network", "rm", "tiny"], &d);
+    // --internal: no way out (no default route), the subnet itself is reachable
+    docker.ok(
+        &[
+            "network",
+            "create",
+            "--internal",
+            "--subnet",
+            "10.216.0.0/24",
+            "inner",
+        ],
+        &d,
+    );
+    let routes = docker.ok(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "inner",
+            "busybox",
+            "ip",
+            "route",
+        ],
+        &d,
+    );
+    assert!(!routes.contains("default"), "{routes}");
+    assert!(routes.contains("10.216.0.0/24"), "{routes}");
+    docker.ok(&["network", "rm", "inner"], &d);
 
     // a server found by name and by alias
     docker.ok(
