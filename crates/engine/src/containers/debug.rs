@@ -361,6 +361,7 @@ mod tests {
         };
         let s = debug_spec(
             42,
+            "/berth/c/debug-x",
             Path::new("/x/rootfs"),
             vec![],
             &cfg,
