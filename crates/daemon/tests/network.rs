@@ -611,3 +611,182 @@ services:
     let left: Vec<&String> = left.iter().filter(|l| !l.contains("bnt-def2")).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn restart_keeps_addresses_and_releases_those_of_dead_containers() {
+    if !ready(&["docker", "docker-registry", "umoci", "skopeo", "jq", "nft"]) {
+        return;
+    }
+    ensure_siblings(Path::new(env!("CARGO_BIN_EXE_berthd")));
+    let reg = Registry::start();
+    let args = |r: &str| -> Vec<String> {
+        [
+            "--default-registry",
+            r,
+            "--bridge",
+            "bnt-def3",
+            "--bip",
+            "10.225.0.1/24",
+            "--default-address-pool",
+            "base=10.226.0.0/16,size=24",
+            "--ip-forward=false",
+            "--firewall-table",
+            "berth_nt3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let r = format!("127.0.0.1:{}", reg.port);
+    let a = args(&r);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut d = Daemon::start_with(&a);
+    let guard = NetGuard {
+        bridges: vec!["bnt-def3".into()],
+        exec_root: d.exec_root.clone(),
+        table: "berth_nt3".into(),
+    };
+    let _cleanup = Cleanup {
+        data_root: d.data_root.clone(),
+        exec_root: d.exec_root.clone(),
+    };
+    let docker = Docker::new(&d);
+    docker.ok(&["pull", "-q", "busybox"], &d);
+    docker.ok(
+        &["network", "create", "--subnet", "10.227.0.0/24", "rnet"],
+        &d,
+    );
+    let keep = docker.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "keep",
+            "--network",
+            "rnet",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+        &d,
+    );
+    let dies = docker.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "dies",
+            "--network",
+            "rnet",
+            "-p",
+            "127.0.0.1::80",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+        &d,
+    );
+    let (keep, dies) = (keep.trim().to_string(), dies.trim().to_string());
+    let ip_of = |docker: &Docker, d: &Daemon, c: &str| {
+        docker
+            .ok(
+                &[
+                    "inspect",
+                    "-f",
+                    "{{.NetworkSettings.Networks.rnet.IPAddress}}",
+                    c,
+                ],
+                d,
+            )
+            .trim()
+            .to_string()
+    };
+    assert_eq!(ip_of(&docker, &d, "keep"), "10.227.0.2");
+    assert_eq!(ip_of(&docker, &d, "dies"), "10.227.0.3");
+    let pid: i32 = docker
+        .ok(&["inspect", "-f", "{{.State.Pid}}", "dies"], &d)
+        .trim()
+        .parse()
+        .expect("pid");
+    let table = || {
+        String::from_utf8_lossy(
+            &Command::new("nft")
+                .args(["list", "table", "ip", "berth_nt3"])
+                .output()
+                .expect("nft")
+                .stdout,
+        )
+        .into_owned()
+    };
+    assert!(table().contains(&dies), "ports of dies published");
+
+    // berthd dies, then so does one container while nobody watches
+    d.child.kill().expect("kill berthd");
+    d.child.wait().expect("reap berthd");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill container");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let dir = d.stop();
+    let d = Daemon::start_in(dir, &a);
+    let docker = Docker::new(&d);
+
+    assert_eq!(
+        ip_of(&docker, &d, "keep"),
+        "10.227.0.2",
+        "kept across the restart"
+    );
+    let members = docker.ok(
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{range $k, $v := .Containers}}{{$k}} {{end}}",
+            "rnet",
+        ],
+        &d,
+    );
+    assert_eq!(
+        members.trim(),
+        keep,
+        "only the live container holds an address"
+    );
+    assert!(
+        !table().contains(&dies),
+        "the dead container's ports are gone"
+    );
+    let veth = format!("vb{}", &dies[..6]);
+    assert!(
+        !links().iter().any(|l| l.starts_with(&veth)),
+        "{:?}",
+        links()
+    );
+    assert!(!d.exec_root.join("netns").join(&dies).exists());
+    // the next container never gets the live one's address
+    docker.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "third",
+            "--network",
+            "rnet",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+        &d,
+    );
+    let third = ip_of(&docker, &d, "third");
+    assert!(
+        third.starts_with("10.227.0.") && third != "10.227.0.2",
+        "{third}"
+    );
+    docker.ok(&["rm", "-f", "keep", "dies", "third"], &d);
+    docker.ok(&["network", "rm", "rnet"], &d);
+    let left = guard.leftovers(&d.data_root);
+    let left: Vec<&String> = left.iter().filter(|l| !l.contains("bnt-def3")).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
