@@ -10,6 +10,7 @@
 //! chain output      (nat, output, -100)        fib daddr type local jump port_dnat
 //! chain postrouting (nat, postrouting, srcnat) jump net_post
 //! chain forward     (filter, forward, 0)       jump net_internal; ct status dnat accept; jump net_isolation
+//! chain input       (filter, input, 0)         from @bridges to 127.0.0.0/8: only established/related
 //! chain port_dnat      published ports, one DNAT rule per mapping     comment "port <owner> ..."
 //! chain net_post       masquerade/hairpin per network                 comment "net <bridge> <subnet>"
 //! chain net_internal   drops for --internal networks                  comment "net <bridge> <subnet>"
@@ -47,11 +48,12 @@ const CHAIN_NET_ISOLATION: &str = "net_isolation";
 const SET_BRIDGES: &str = "bridges";
 const NFT: &str = "nft";
 /// The chains and set every complete table has.
-const SKELETON_OBJECTS: [&str; 9] = [
+const SKELETON_OBJECTS: [&str; 10] = [
     "prerouting",
     "output",
     "postrouting",
     "forward",
+    "input",
     CHAIN_PORT_DNAT,
     CHAIN_NET_POST,
     CHAIN_NET_INTERNAL,
@@ -444,6 +446,7 @@ impl Firewall {
             ("output", NfChainType::NAT, NfHook::Output, -100),
             ("postrouting", NfChainType::NAT, NfHook::Postrouting, 100),
             ("forward", NfChainType::Filter, NfHook::Forward, 0),
+            ("input", NfChainType::Filter, NfHook::Input, 0),
         ];
         for (name, kind, hook, prio) in base {
             batch.add(NfListObject::Chain(Chain {
@@ -501,6 +504,35 @@ impl Firewall {
             ],
         ));
         batch.add(self.rule_untagged("forward", vec![jump(CHAIN_NET_ISOLATION)]));
+        // route_localnet on a bridge (published ports on 127.0.0.1) would let containers reach
+        // the host's loopback-only services (CVE-2020-8558): only the replies of connections
+        // the host made (through a published port) may come in from a bridge to 127.0.0.0/8.
+        let from_bridge_to_loopback = || {
+            vec![
+                matches(
+                    meta(MetaKey::Iifname),
+                    Expression::String(format!("@{SET_BRIDGES}").into()),
+                ),
+                matches(
+                    payload("ip", "daddr"),
+                    prefix("127.0.0.0/8".parse().expect("a valid prefix")),
+                ),
+            ]
+        };
+        let mut established = from_bridge_to_loopback();
+        established.push(match_op(
+            ct("state"),
+            Expression::List(vec![
+                Expression::String("established".into()),
+                Expression::String("related".into()),
+            ]),
+            Operator::IN,
+        ));
+        established.push(Statement::Accept(None));
+        batch.add(self.rule_untagged("input", established));
+        let mut drop = from_bridge_to_loopback();
+        drop.push(Statement::Drop(None));
+        batch.add(self.rule_untagged("input", drop));
     }
 
     fn chain(&self, name: &str) -> Chain<'_> {

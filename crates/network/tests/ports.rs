@@ -756,3 +756,84 @@ fn isolation_internal_and_masquerade_between_bridges() {
     a.connect_from(0, to_b)
         .expect("a → b once a is not internal");
 }
+
+/// `route_localnet` on a bridge (what DNAT to 127.0.0.1 needs) must not let a container reach
+/// the host's loopback-only services (kubernetes' CVE-2020-8558): packets for 127.0.0.0/8
+/// arriving from a berth bridge are dropped unless they belong to a published port's connection.
+#[test]
+fn containers_cannot_reach_host_loopback_services() {
+    if !is_root() {
+        return;
+    }
+    let w = World::new("l", 22, 1);
+    let _server = Server::tcp(&w, 0, 80, "web");
+    let got =
+        w.fw.publish(
+            "loctr",
+            &w.bridge,
+            w.container_ip(0),
+            &[tcp(Some("127.0.0.1"), 0, 80)],
+        )
+        .expect("publish");
+    // A host service on a loopback address only.
+    let host_service = TcpListener::bind("127.0.0.9:0").expect("listen on 127.0.0.9");
+    let target = host_service.local_addr().expect("addr");
+    // The container routes 127.0.0.9 to the gateway (a hostile one would).
+    let ns = &w.namespaces[0];
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.conf.eth0.route_localnet=1",
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        ns,
+        "route",
+        "del",
+        "local",
+        "127.0.0.0/8",
+        "dev",
+        "lo",
+        "table",
+        "local",
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        ns,
+        "route",
+        "add",
+        "127.0.0.9/32",
+        "via",
+        &w.gateway().to_string(),
+        "dev",
+        "eth0",
+    ]);
+    let attempt = || {
+        berth_sys::netns::run_in(&w.netns(0), move || {
+            TcpStream::connect_timeout(&target, Duration::from_millis(700))
+        })
+        .expect("enter namespace")
+    };
+    assert!(
+        attempt().is_err(),
+        "a container reached a host service on 127.0.0.9"
+    );
+    // The published port still works through 127.0.0.1 (its replies come back from the bridge).
+    assert_eq!(
+        connect(local(got[0].host_port)).expect("published"),
+        format!("web {}", w.gateway())
+    );
+    // Positive control: without the drop, the same path does reach the service.
+    run(&["nft", "flush", "chain", "ip", w.fw.table(), "input"]);
+    assert!(
+        attempt().is_ok(),
+        "the test's route to 127.0.0.9 does not work at all"
+    );
+}
