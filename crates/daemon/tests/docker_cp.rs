@@ -113,6 +113,12 @@ fn docker_cp_both_ways_and_contained() {
     );
     docker.ok(&["cp", &format!("{name}:/data/v"), &h("v")], &d);
     assert_eq!(std::fs::read_to_string(h("v")).expect("v"), "vol\n");
+    // single-file binds (/etc/hosts, /etc/hostname) come from their sources, like docker
+    for f in ["hosts", "hostname"] {
+        docker.ok(&["cp", &format!("{name}:/etc/{f}"), &h(f)], &d);
+        let inside = docker.ok(&["exec", name, "cat", &format!("/etc/{f}")], &d);
+        assert_eq!(std::fs::read_to_string(h(f)).expect(f), inside, "/etc/{f}");
+    }
     // a symlink is copied as a symlink; -L follows it
     docker.ok(&["cp", &format!("{name}:/srv/etclink"), &h("link")], &d);
     assert_eq!(

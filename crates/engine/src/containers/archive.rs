@@ -120,8 +120,11 @@ pub struct PutOptions {
 /// One root a container path can live in: `/` (the root filesystem) or a mount's destination.
 struct Root {
     dest: Vec<OsString>,
+    /// The mount source (a directory), or for a bind of one file the directory holding it.
     fd: OwnedFd,
     rw: bool,
+    /// For a bind of one file (`/etc/hosts`): its name in the directory `fd`.
+    file: Option<OsString>,
 }
 
 /// The container's filesystem as seen through its roots.
@@ -205,7 +208,10 @@ struct Resolved {
 }
 
 impl View {
-    fn open(rec: &Record) -> Result<View, ArchiveError> {
+    /// The container's roots: its root filesystem, and every bind mount of its bundle's spec
+    /// (volumes, binds, and the single-file binds like `/etc/hosts`), as the container sees
+    /// them; without a readable bundle, the record's volume and bind mounts.
+    fn open(rec: &Record, bundle_spec: Option<&serde_json::Value>) -> Result<View, ArchiveError> {
         let open_dir = |p: &Path| {
             nix::fcntl::open(
                 p,
@@ -222,22 +228,57 @@ impl View {
             dest: Vec::new(),
             fd: open_dir(&rec.rootfs)?,
             rw: !rec.host_config.readonly_rootfs,
+            file: None,
         }];
-        for m in &rec.mounts {
-            if !matches!(m.kind.as_str(), "bind" | "volume") || m.source.is_empty() {
+        // (destination, source, read-write)
+        let mounts: Vec<(String, String, bool)> =
+            match bundle_spec.and_then(|s| s["mounts"].as_array()) {
+                Some(list) => list
+                    .iter()
+                    .filter(|m| {
+                        m["type"] == "bind"
+                            || m["options"]
+                                .as_array()
+                                .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
+                    })
+                    .map(|m| {
+                        let ro = m["options"]
+                            .as_array()
+                            .is_some_and(|o| o.iter().any(|x| x == "ro"));
+                        (
+                            m["destination"].as_str().unwrap_or_default().to_string(),
+                            m["source"].as_str().unwrap_or_default().to_string(),
+                            !ro,
+                        )
+                    })
+                    .collect(),
+                None => rec
+                    .mounts
+                    .iter()
+                    .filter(|m| matches!(m.kind.as_str(), "bind" | "volume"))
+                    .map(|m| (m.destination.clone(), m.source.clone(), m.rw))
+                    .collect(),
+            };
+        for (dest, source, rw) in mounts {
+            if source.is_empty() || !dest.starts_with('/') {
                 continue;
             }
-            let src = Path::new(&m.source);
-            // a bind of a single file: its parent is the root, the file its one entry
-            let fd = match std::fs::metadata(src) {
-                Ok(md) if md.is_dir() => open_dir(src)?,
+            let src = Path::new(&source);
+            let (fd, file) = match std::fs::metadata(src) {
+                Ok(md) if md.is_dir() => (open_dir(src)?, None),
+                Ok(md) if md.is_file() => match (src.parent(), src.file_name()) {
+                    (Some(dir), Some(name)) => (open_dir(dir)?, Some(name.to_os_string())),
+                    _ => continue,
+                },
                 _ => continue,
             };
-            roots.push(Root {
-                dest: components(m.destination.as_bytes()).into_iter().collect(),
-                fd,
-                rw: m.rw,
-            });
+            let dest: Vec<OsString> = components(dest.as_bytes()).into_iter().collect();
+            if dest.is_empty() {
+                continue;
+            }
+            // a later mount on the same destination hides an earlier one
+            roots.retain(|r| r.dest != dest);
+            roots.push(Root { dest, fd, rw, file });
         }
         Ok(View { roots })
     }
@@ -251,7 +292,11 @@ impl View {
             .filter(|(_, r)| parts.starts_with(&r.dest))
             .max_by_key(|(_, r)| r.dest.len())
             .expect("the root filesystem holds every path");
-        let rel: PathBuf = parts[root.dest.len()..].iter().collect();
+        let mut rel = PathBuf::new();
+        if let Some(f) = &root.file {
+            rel.push(f);
+        }
+        rel.extend(&parts[root.dest.len()..]);
         (
             idx,
             if rel.as_os_str().is_empty() {
@@ -384,7 +429,11 @@ impl Containers {
     fn archive_view(&self, key: &str) -> Result<(Record, View), ArchiveError> {
         let rec = self.get(key)?.record();
         self.ensure_rootfs(&rec)?;
-        let view = View::open(&rec)?;
+        let spec: Option<serde_json::Value> =
+            std::fs::read(self.bundle_dir(&rec.id).join("config.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+        let view = View::open(&rec, spec.as_ref())?;
         Ok((rec, view))
     }
 
@@ -656,6 +705,7 @@ pub(crate) fn layer_of_upper<W: Write>(upper: &Path, out: W) -> Result<W, Archiv
                 .try_clone()
                 .map_err(io_err("duplicate a directory fd"))?,
             rw: false,
+            file: None,
         }],
     };
     let mut b = tar::Builder::new(out);
@@ -724,7 +774,14 @@ impl<W: Write> Walker<'_, W> {
             let (cfd, croot, via_parent) = match self.view.mount_at(&child_parts) {
                 Some(m) => (
                     self.view
-                        .open_at(m, Path::new("."), OFlag::O_PATH)
+                        .open_at(
+                            m,
+                            self.view.roots[m]
+                                .file
+                                .as_deref()
+                                .map_or(Path::new("."), Path::new),
+                            OFlag::O_PATH | OFlag::O_NOFOLLOW,
+                        )
                         .map_err(|source| ArchiveError::Fs {
                             op: "open",
                             path: display(&child_parts),
@@ -962,11 +1019,13 @@ mod tests {
                     dest: vec![],
                     fd: open(&root),
                     rw: true,
+                    file: None,
                 },
                 Root {
                     dest: vec!["data".into()],
                     fd: open(&vol),
                     rw: true,
+                    file: None,
                 },
             ],
         };
