@@ -212,6 +212,32 @@ fn cp_moves_files_both_ways() {
     let got = d.ok(&["exec", "cpv", "cat", "/up2", "/src/dir/x/y", "/tmp/a"]);
     assert_eq!(got, "up\ny\na\n");
 
+    // -a keeps the owner, without it files belong to root
+    let owned = h("owned");
+    std::fs::write(&owned, "o\n").expect("write");
+    std::os::unix::fs::chown(&owned, Some(1234), Some(2345)).expect("chown");
+    d.ok(&["cp", "-a", &owned, "cpv:/owned-a"]);
+    d.ok(&["cp", &owned, "cpv:/owned-root"]);
+    let ids = d.ok(&[
+        "exec",
+        "cpv",
+        "stat",
+        "-c",
+        "%u:%g",
+        "/owned-a",
+        "/owned-root",
+    ]);
+    assert_eq!(ids, "1234:2345\n0:0\n");
+    d.ok(&["cp", "-a", "cpv:/owned-a", &h("owned-back")]);
+    let m = std::fs::metadata(h("owned-back")).expect("owned-back");
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&m),
+            std::os::unix::fs::MetadataExt::gid(&m)
+        ),
+        (1234, 2345)
+    );
+
     // a stopped container
     d.ok(&["stop", "-t", "0", "cpv"]);
     d.ok(&["cp", &h("up"), "cpv:/stopped"]);
@@ -357,6 +383,22 @@ fn stats_update_top_rename_wait_diff_attach() {
         "vb",
     ]);
     assert_eq!(s.trim(), "vb:1");
+    // streaming: one table per refresh until interrupted
+    let mut live = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["-H", &d.host(), "stats", "--format", "{{.Name}}", "vb"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("berth stats");
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = live.kill();
+    let out = live.wait_with_output().expect("stats output");
+    let n = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l == "vb")
+        .count();
+    assert!(n >= 2, "stats refreshes: {n} samples");
 
     // update: inspect and the cgroup files
     d.ok(&[
@@ -475,12 +517,43 @@ fn stats_update_top_rename_wait_diff_attach() {
     );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(d.inspect("att2", "{{.State.Running}}"), "true");
+    // without a TTY, SIGINT to berth attach reaches the container (--sig-proxy)
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sig",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-int; exit 9' INT; echo ready; while :; do sleep 0.1; done",
+    ]);
+    wait_for("sig ready", || d.ok(&["logs", "sig"]).contains("ready"));
+    let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["-H", &d.host(), "attach", "sig"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("berth attach");
+    std::thread::sleep(Duration::from_millis(700));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let out = child.wait_with_output().expect("attach output");
+    assert_eq!(out.status.code(), Some(9), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("got-int"),
+        "{out:?}"
+    );
     let out = d.berth(&["attach", "w7"], None);
     assert!(
         !out.status.success(),
         "attach to a stopped container is refused"
     );
-    d.ok(&["rm", "-f", "vb2", "w7", "att", "att2"]);
+    d.ok(&["rm", "-f", "vb2", "w7", "att", "att2", "sig"]);
 }
 
 /// Runs `shell` inside script(1) on a 33×101 terminal (SHELL pinned, stdin held open).
