@@ -316,6 +316,19 @@ fn docker_cli_publishes_ports() {
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("docker port pall 80: {addr}"));
     assert_eq!(fetch(&format!("127.0.0.1:{random}")), "hello-from-web\n");
+    // -P also publishes what the image EXPOSEs (merged into the container's config at create).
+    docker.ok(&["commit", "-c", "EXPOSE 8080", "pall", "berth-exposing"], &d);
+    docker.ok(
+        &["run", "-d", "--name", "pimg", "--network", "pnet", "-P", "berth-exposing", "sh", "-c",
+          &HTTPD.replace("-p 80", "-p 8080")],
+        &d,
+    );
+    let addr = docker.ok(&["port", "pimg", "8080"], &d);
+    let from_image = addr
+        .lines()
+        .find_map(|l| l.strip_prefix("0.0.0.0:"))
+        .unwrap_or_else(|| panic!("docker port pimg 8080: {addr}"));
+    assert_eq!(fetch(&format!("127.0.0.1:{}", from_image.trim())), "hello-from-web\n");
 
     // A host port taken by a container, or by a process: one clear line, nothing added.
     let before = port_rules();
@@ -361,7 +374,7 @@ fn docker_cli_publishes_ports() {
     // Removing the containers removes their rules.
     // (A refused run may leave its container created, as docker does.)
     let _ = docker.run(&["rm", "-f", "dup", "dup2"]);
-    docker.ok(&["rm", "-f", "web", "pall"], &d);
+    docker.ok(&["rm", "-f", "web", "pall", "pimg"], &d);
     assert!(port_rules().is_empty(), "left: {:?}", port_rules());
     assert!(
         TcpStream::connect_timeout(

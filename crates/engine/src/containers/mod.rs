@@ -1047,6 +1047,22 @@ impl Containers {
                 .as_ref()
                 .and_then(|c| c.entrypoint().clone());
         }
+        // Docker's merge: the image's EXPOSE ports join the container's (what -P publishes).
+        if let Some(ports) = image_config
+            .config()
+            .as_ref()
+            .and_then(|c| c.exposed_ports().clone())
+        {
+            let exposed = stored_config.exposed_ports.get_or_insert_with(HashMap::new);
+            for p in ports {
+                let key = if p.contains('/') {
+                    p
+                } else {
+                    format!("{p}/tcp")
+                };
+                exposed.entry(key).or_insert_with(|| serde_json::json!({}));
+            }
+        }
         let mut host_config = host.clone();
         host_config.network_mode = net_plan.mode.clone();
         if host_config
