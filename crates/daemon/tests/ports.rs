@@ -317,10 +317,24 @@ fn docker_cli_publishes_ports() {
         .unwrap_or_else(|| panic!("docker port pall 80: {addr}"));
     assert_eq!(fetch(&format!("127.0.0.1:{random}")), "hello-from-web\n");
     // -P also publishes what the image EXPOSEs (merged into the container's config at create).
-    docker.ok(&["commit", "-c", "EXPOSE 8080", "pall", "berth-exposing"], &d);
     docker.ok(
-        &["run", "-d", "--name", "pimg", "--network", "pnet", "-P", "berth-exposing", "sh", "-c",
-          &HTTPD.replace("-p 80", "-p 8080")],
+        &["commit", "-c", "EXPOSE 8080", "pall", "berth-exposing"],
+        &d,
+    );
+    docker.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "pimg",
+            "--network",
+            "pnet",
+            "-P",
+            "berth-exposing",
+            "sh",
+            "-c",
+            &HTTPD.replace("-p 80", "-p 8080"),
+        ],
         &d,
     );
     let addr = docker.ok(&["port", "pimg", "8080"], &d);
@@ -328,7 +342,10 @@ fn docker_cli_publishes_ports() {
         .lines()
         .find_map(|l| l.strip_prefix("0.0.0.0:"))
         .unwrap_or_else(|| panic!("docker port pimg 8080: {addr}"));
-    assert_eq!(fetch(&format!("127.0.0.1:{}", from_image.trim())), "hello-from-web\n");
+    assert_eq!(
+        fetch(&format!("127.0.0.1:{}", from_image.trim())),
+        "hello-from-web\n"
+    );
 
     // A host port taken by a container, or by a process: one clear line, nothing added.
     let before = port_rules();
