@@ -475,13 +475,12 @@ impl Containers {
     pub fn archive_stat(&self, key: &str, path: &str) -> Result<PathStat, ArchiveError> {
         let (rec, view) = self.archive_view(key)?;
         let path = absolute(path);
-        let (resolved, _, st) = self.lookup(&rec, &view, &path)?;
+        let (_, _, st) = self.lookup(&rec, &view, &path)?;
         let link = if kind_of(&st) == SFlag::S_IFLNK {
             display(&view.resolve(&path, true)?.parts)
         } else {
             String::new()
         };
-        let _ = resolved;
         Ok(stat_of(&st, base_name(&path), link))
     }
 
@@ -919,8 +918,11 @@ impl<W: Write> Walker<'_, W> {
                 };
                 let mut h = Self::header(st, kind);
                 if kind != tar::EntryType::Fifo {
-                    let _ = h.set_device_major(nix::sys::stat::major(st.st_rdev) as u32);
-                    let _ = h.set_device_minor(nix::sys::stat::minor(st.st_rdev) as u32);
+                    let num = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+                    h.set_device_major(num(nix::sys::stat::major(st.st_rdev)))
+                        .map_err(io_err("write a device number"))?;
+                    h.set_device_minor(num(nix::sys::stat::minor(st.st_rdev)))
+                        .map_err(io_err("write a device number"))?;
                 }
                 self.b
                     .append_data(&mut h, name, std::io::empty())
@@ -928,7 +930,6 @@ impl<W: Write> Walker<'_, W> {
             }
             _ => {} // sockets are not archived (docker skips them too)
         }
-        let _ = root;
         Ok(())
     }
 }
