@@ -290,11 +290,6 @@ impl JsonFile {
         }
     }
 
-    /// Flushes the file's data to disk.
-    pub fn sync(&self) {
-        let _ = self.file.sync_data();
-    }
-
     fn rotate(&mut self) -> Result<(), LogError> {
         let n = self.rotation.max_files;
         if n >= 2 {
