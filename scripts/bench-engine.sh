@@ -25,6 +25,12 @@ done
 has_peer() { [[ " $peers " == *" $1 "* ]]; }
 
 work=$(mktemp -d /var/tmp/berth-bench-engine.XXXXXX)
+# Persistent state on disk (ext4), runtime state on tmpfs, as installed engines have them
+# (/var/lib/{berth,containers,docker} and /run/{berth,containers,docker}): each engine's exec
+# root / runroot is under $run, a private tmpfs.
+run=$work/run
+mkdir -p "$run"
+mount -t tmpfs -o mode=0711 berth-bench-run "$run"
 reg_pid="" berthd_pid="" dockerd_pid=""
 B() { BERTH_HOST=unix://$work/berth.sock "$dist/berth" "$@"; }
 P() { CONTAINERS_CONF=$work/podman/containers.conf CONTAINERS_STORAGE_CONF=$work/podman/storage.conf \
@@ -42,7 +48,7 @@ cleanup() {
     ids=$(B ps -aq 2>/dev/null); [ -z "$ids" ] || B rm -f $ids >/dev/null 2>&1
     stop_pid "$berthd_pid"
     # shims left behind (berthd died early): each names its own pid file under our exec root
-    for f in "$work"/berth/exec/shim/*/shim.pid; do
+    for f in "$run"/berth/shim/*/shim.pid; do
       [ -f "$f" ] || continue
       p=$(cat "$f"); grep -qa "$work" "/proc/$p/cmdline" 2>/dev/null && kill -9 "$p"
     done
@@ -75,7 +81,7 @@ extra=()
 if "$dist/berthd" --help 2>&1 | grep -q -- '--bridge'; then extra+=(--bridge none); fi
 if "$dist/berthd" --help 2>&1 | grep -q -- '--ip-forward'; then extra+=(--ip-forward=false); fi
 BERTHD_LOG=warn "$dist/berthd" -H "unix://$work/berth.sock" --data-root "$work/berth/data" \
-  --exec-root "$work/berth/exec" "${extra[@]}" >"$work/berthd.log" 2>&1 &
+  --exec-root "$run/berth" "${extra[@]}" >"$work/berthd.log" 2>&1 &
 berthd_pid=$!
 for _ in $(seq 1 100); do B version >/dev/null 2>&1 && break; sleep 0.1; done
 B version >/dev/null || { cat "$work/berthd.log" >&2; exit 1; }
@@ -103,7 +109,7 @@ EOF
 [storage]
 driver = "overlay"
 graphroot = "$work/podman/root"
-runroot = "$work/podman/run"
+runroot = "$run/podman"
 EOF
   P pull -q --tls-verify=false "$ref" >/dev/null
 fi
@@ -111,7 +117,7 @@ fi
 # --- dockerd (private data/exec root and socket, no bridge, no iptables) ----------------------
 if has_peer docker; then
   mkdir -p "$work/docker"
-  dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" \
+  dockerd --data-root "$work/docker/data" --exec-root "$run/docker" \
     -H "unix://$work/docker/docker.sock" --pidfile "$work/docker/dockerd.pid" \
     --bridge=none --iptables=false --ip-forward=false >"$work/docker/dockerd.log" 2>&1 &
   dockerd_pid=$!
@@ -190,12 +196,12 @@ start_n() { # engine-fn name-prefix extra-args... -> wall ms
 }
 supervisors() { # engine -> pids of its supervisors for the bench-d containers
   case $1 in
-    berth) for f in "$work"/berth/exec/shim/*/shim.pid; do echo "$(cat "$f")"; done ;;
+    berth) for f in "$run"/berth/shim/*/shim.pid; do echo "$(cat "$f")"; done ;;
     podman) for c in $(P ps -q --filter name=bench-d); do P inspect -f '{{.State.ConmonPid}}' "$c"; done ;;
     docker) # containerd-shims of our private dockerd: their command line names its socket
       for p in $(ls /proc | grep -E '^[0-9]+$'); do
         c=$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") || continue
-        [[ $c == *containerd-shim* && $c == *"$work/docker"* ]] && echo "$p"
+        [[ $c == *containerd-shim* && $c == *"$run/docker"* ]] && echo "$p"
       done ;;
   esac
 }
