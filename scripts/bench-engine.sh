@@ -142,7 +142,7 @@ table() { # json ref-name
 ref_peer=podman; has_peer podman || ref_peer=docker
 
 echo "engine benchmark, $(date -u +%FT%TZ), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "berth $(git rev-parse --short HEAD), $(podman --version 2>/dev/null), $(docker --version 2>/dev/null | cut -d, -f1)"
+echo "berth $(git rev-parse --short HEAD), $(podman --version 2>/dev/null) (crun, conmon), dockerd $(dockerd --version 2>/dev/null | cut -d" " -f3 | tr -d ,) (containerd-shim-runc-v2)"
 read -r r p < <(rss_of "$berthd_pid")
 echo; echo "## berthd idle: $idle_rss KiB RSS / $idle_pss KiB PSS after start; $r KiB RSS / $p KiB PSS after a pull (threads: $(ls /proc/$berthd_pid/task | wc -l))"
 
