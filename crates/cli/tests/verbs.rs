@@ -339,6 +339,10 @@ fn debug_shell_sees_the_container_with_host_tools() {
     assert!(cgroups.is_empty(), "nor cgroups: {cgroups:?}");
     let out = d.berth(&["debug", "--image", "nosuchimage", "dbg"], None);
     assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Unable to find image 'nosuchimage' locally"),
+        "a missing tools image is pulled first: {out:?}"
+    );
     d.ok(&["rm", "-f", "dbg"]);
     let out = d.berth(&["debug", "dbg"], None);
     assert!(!out.status.success());

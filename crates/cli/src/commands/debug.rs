@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::container::{console_size, stream_io, upgrade, RawTerminal};
 use super::tty;
-use crate::client::{read_json, Client};
+use crate::client::{read_json, Client, ClientError};
 
 /// `berth debug` flags.
 #[derive(Debug, Args)]
@@ -51,13 +51,24 @@ pub async fn run(client: &Client, a: DebugArgs) -> anyhow::Result<i32> {
         "Env": a.env,
         "ConsoleSize": size,
     });
-    let resp = client
-        .call(
-            Method::POST,
-            &format!("/containers/{}/debug", a.container),
-            Some(Bytes::from(serde_json::to_vec(&body)?)),
-        )
-        .await?;
+    let body = Bytes::from(serde_json::to_vec(&body)?);
+    let path = format!("/containers/{}/debug", a.container);
+    let resp = match client.call(Method::POST, &path, Some(body.clone())).await {
+        // tools from an image not here yet: pull it once, like run does
+        Err(ClientError::Daemon { status, message })
+            if status == 404 && message.starts_with("No such image") =>
+        {
+            let Some(image) = &a.image else {
+                anyhow::bail!("Error response from daemon: {message}");
+            };
+            eprintln!("Unable to find image '{image}' locally");
+            if !super::image::pull(client, image, false, None).await? {
+                anyhow::bail!("pull of {image} failed");
+            }
+            client.call(Method::POST, &path, Some(body)).await?
+        }
+        r => r?,
+    };
     let v: Value = read_json(resp).await?;
     let id = v["Id"].as_str().unwrap_or_default().to_string();
     eprintln!("debug shell in {name}'s namespaces; its files are at /proc/1/root");

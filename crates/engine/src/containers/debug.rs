@@ -151,7 +151,10 @@ impl Containers {
         let layers = match &req.image {
             None => None,
             Some(name) => {
-                let img = self.images().resolve(name)?;
+                let img = self.images().resolve(name).map_err(|e| match e.kind() {
+                    crate::ErrorKind::NotFound => ContainerError::NoImage(name.clone()),
+                    _ => e.into(),
+                })?;
                 let snaps = self.images().snapshots();
                 Some(
                     img.chain_ids()
