@@ -238,6 +238,37 @@ fn cp_moves_files_both_ways() {
         (1234, 2345)
     );
 
+    // read-only targets are refused: a :ro bind, a --read-only root filesystem
+    let rodir = tempfile::tempdir().expect("ro dir");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cpro",
+        "--read-only",
+        "-v",
+        &format!("{}:/ro:ro", rodir.path().display()),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let out = d.berth(&["cp", &h("up"), "cpro:/ro/"], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mounted volume is marked read-only"),
+        "{out:?}"
+    );
+    assert!(std::fs::read_dir(rodir.path())
+        .expect("ls")
+        .next()
+        .is_none());
+    let out = d.berth(&["cp", &h("up"), "cpro:/tmp/"], None);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("container rootfs is marked read-only"),
+        "{out:?}"
+    );
+    d.ok(&["rm", "-f", "cpro"]);
+
     // a stopped container
     d.ok(&["stop", "-t", "0", "cpv"]);
     d.ok(&["cp", &h("up"), "cpv:/stopped"]);
