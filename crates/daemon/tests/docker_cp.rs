@@ -304,6 +304,45 @@ fn docker_cp_both_ways_and_contained() {
         "nothing new next to the canary"
     );
 
+    // CVE-2018-15664: the container swaps a directory and a symlink to "/" while cp runs;
+    // a daemon that checks and then opens by path would reach the host's files
+    let dir = canary_dir.path().display().to_string();
+    docker.ok(
+        &[
+            "exec",
+            "-d",
+            name,
+            "sh",
+            "-c",
+            &format!(
+                "mkdir -p /srv/w{dir}; while :; do mv -T /srv/w /srv/w-dir 2>/dev/null; \
+                 ln -sfn / /srv/w; rm -f /srv/w; mv -T /srv/w-dir /srv/w 2>/dev/null; done"
+            ),
+        ],
+        &d,
+    );
+    for i in 0..20 {
+        let out = h(&format!("race{i}"));
+        if docker
+            .run(&["cp", &format!("{name}:/srv/w{canary_s}"), &out])
+            .status
+            .success()
+        {
+            let got = std::fs::read_to_string(&out).unwrap_or_default();
+            assert!(
+                !got.contains("host secret"),
+                "the race read the host canary"
+            );
+        }
+        let _ = docker.run(&["cp", &h("evil"), &format!("{name}:/srv/w{dir}/")]);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&canary).expect("canary"),
+        "host secret\n",
+        "the race overwrote the host canary"
+    );
+    assert_eq!(std::fs::read_dir(canary_dir.path()).expect("ls").count(), 1);
+
     // a stopped container: both ways, and its volume
     docker.ok(&["stop", "-t", "0", name], &d);
     docker.ok(&["cp", &format!("{name}:/srv/f"), &h("f2")], &d);
