@@ -301,7 +301,7 @@ fn debug_shell_sees_the_container_with_host_tools() {
         .find(|p| Path::new(p).exists())
         .expect("a host tool");
     let script = format!(
-        "test -x {host_tool} && echo host-tool; ps -o pid,args 2>/dev/null || ps; ls /proc/1/root/made-in-container; readlink /proc/self/ns/net; grep :pids: /proc/self/cgroup; exit 4"
+        "test -x {host_tool} && echo host-tool; ps -o pid,args 2>/dev/null || ps; ls /proc/1/root/made-in-container; readlink /proc/self/ns/net; grep :pids: /proc/self/cgroup; echo uts=$(hostname); exit 4"
     );
     let out = d.berth(&["debug", "dbg", "--", "sh", "-c", &script], None);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -323,6 +323,11 @@ fn debug_shell_sees_the_container_with_host_tools() {
     );
     assert!(text.contains("/proc/1/root/made-in-container"), "{text}");
     let cid = d.inspect("dbg", "{{.Id}}");
+    let hostname = d.ok(&["exec", "dbg", "hostname"]);
+    assert!(
+        text.contains(&format!("uts={}", hostname.trim())),
+        "the container's uts namespace: {text}"
+    );
     // a child of the container's cgroup (shown from the host's cgroup root or the container's)
     assert!(
         text.lines().any(|l| l.contains(":pids:")
