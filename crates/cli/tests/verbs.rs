@@ -125,7 +125,9 @@ impl Drop for Daemon {
     }
 }
 
-fn setup() -> Option<(Registry, Daemon, Cleanup)> {
+/// Registry, cleanup guard and daemon, in the order they must drop: berthd is killed first, so
+/// it can't remount or restart anything while the guard cleans up.
+fn setup() -> Option<(Registry, Cleanup, Daemon)> {
     for bin in ["docker-registry", "umoci", "skopeo", "jq"] {
         if !have(bin) {
             println!("SKIP: {bin} is not installed");
@@ -139,7 +141,7 @@ fn setup() -> Option<(Registry, Daemon, Cleanup)> {
         exec_root: d.dir.path().join("exec"),
     };
     d.ok(&["pull", "busybox"]);
-    Some((reg, d, cleanup))
+    Some((reg, cleanup, d))
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -152,7 +154,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn cp_moves_files_both_ways() {
-    let Some((_reg, d, _c)) = setup() else { return };
+    let Some((_reg, _c, d)) = setup() else { return };
     d.ok(&[
         "run",
         "-d",
@@ -279,7 +281,7 @@ fn cp_moves_files_both_ways() {
 
 #[test]
 fn debug_shell_sees_the_container_with_host_tools() {
-    let Some((_reg, d, _c)) = setup() else { return };
+    let Some((_reg, _c, d)) = setup() else { return };
     d.ok(&[
         "run",
         "-d",
@@ -386,7 +388,7 @@ fn debug_shell_sees_the_container_with_host_tools() {
 
 #[test]
 fn stats_update_top_rename_wait_diff_attach() {
-    let Some((_reg, d, _c)) = setup() else { return };
+    let Some((_reg, _c, d)) = setup() else { return };
     let id = d.ok(&["run", "-d", "--name", "vb", "busybox", "sleep", "1000"]);
     let id = id.trim();
 
@@ -627,7 +629,7 @@ fn window_resizes_reach_every_session() {
         println!("SKIP: script is not installed");
         return;
     }
-    let Some((_reg, d, _c)) = setup() else { return };
+    let Some((_reg, _c, d)) = setup() else { return };
     d.ok(&["run", "-d", "--name", "rs", "busybox", "sleep", "1000"]);
     d.ok(&[
         "create",
@@ -687,7 +689,7 @@ fn window_resizes_reach_every_session() {
 
 #[test]
 fn commit_makes_images_from_changes() {
-    let Some((_reg, d, _c)) = setup() else { return };
+    let Some((_reg, _c, d)) = setup() else { return };
     d.ok(&[
         "run",
         "--name",

@@ -52,6 +52,13 @@ impl Docker {
     }
 }
 
+/// berthd stopped first (fields drop in order), then what its containers left is cleaned up,
+/// so nothing is remounted or restarted meanwhile.
+struct Guard {
+    d: Daemon,
+    _cleanup: Cleanup,
+}
+
 #[test]
 fn docker_cp_both_ways_and_contained() {
     for bin in ["docker", "docker-registry", "umoci", "skopeo", "jq"] {
@@ -64,15 +71,20 @@ fn docker_cp_both_ways_and_contained() {
     let reg = Registry::start();
     let r = format!("127.0.0.1:{}", reg.port);
     let d = Daemon::start_with(&["--default-registry", r.as_str()]);
-    let _cleanup = Cleanup {
+    let cleanup = Cleanup {
         data_root: d.data_root.clone(),
         exec_root: d.exec_root.clone(),
     };
+    let guard = Guard {
+        d,
+        _cleanup: cleanup,
+    };
+    let d = &guard.d;
     let docker = Docker {
         host: d.host(),
         config: tempfile::tempdir().expect("docker config dir"),
     };
-    docker.ok(&["pull", "-q", "busybox"], &d);
+    docker.ok(&["pull", "-q", "busybox"], d);
     let host = tempfile::tempdir().expect("host dir");
     let h = |p: &str| host.path().join(p).display().to_string();
 
@@ -88,7 +100,7 @@ fn docker_cp_both_ways_and_contained() {
             "run", "-d", "--name", name, "-v", "cpvol:/data", "busybox", "sh", "-c",
             "mkdir -p /srv/d/sub && echo one > /srv/d/a && echo two > /srv/d/sub/b && echo inside > /srv/f && echo vol > /data/v && ln -s /etc /srv/etclink && sleep 1000",
         ],
-        &d,
+        d,
     );
     // wait for the setup to finish
     for _ in 0..100 {
@@ -103,24 +115,24 @@ fn docker_cp_both_ways_and_contained() {
     }
 
     // out of a running container: a file, a directory, a volume path
-    docker.ok(&["cp", &format!("{name}:/srv/f"), &h("f")], &d);
+    docker.ok(&["cp", &format!("{name}:/srv/f"), &h("f")], d);
     assert_eq!(std::fs::read_to_string(h("f")).expect("f"), "inside\n");
-    docker.ok(&["cp", &format!("{name}:/srv/d"), &h("d")], &d);
+    docker.ok(&["cp", &format!("{name}:/srv/d"), &h("d")], d);
     assert_eq!(std::fs::read_to_string(h("d/a")).expect("d/a"), "one\n");
     assert_eq!(
         std::fs::read_to_string(h("d/sub/b")).expect("d/sub/b"),
         "two\n"
     );
-    docker.ok(&["cp", &format!("{name}:/data/v"), &h("v")], &d);
+    docker.ok(&["cp", &format!("{name}:/data/v"), &h("v")], d);
     assert_eq!(std::fs::read_to_string(h("v")).expect("v"), "vol\n");
     // single-file binds (/etc/hosts, /etc/hostname) come from their sources, like docker
     for f in ["hosts", "hostname"] {
-        docker.ok(&["cp", &format!("{name}:/etc/{f}"), &h(f)], &d);
-        let inside = docker.ok(&["exec", name, "cat", &format!("/etc/{f}")], &d);
+        docker.ok(&["cp", &format!("{name}:/etc/{f}"), &h(f)], d);
+        let inside = docker.ok(&["exec", name, "cat", &format!("/etc/{f}")], d);
         assert_eq!(std::fs::read_to_string(h(f)).expect(f), inside, "/etc/{f}");
     }
     // a symlink is copied as a symlink; -L follows it
-    docker.ok(&["cp", &format!("{name}:/srv/etclink"), &h("link")], &d);
+    docker.ok(&["cp", &format!("{name}:/srv/etclink"), &h("link")], d);
     assert_eq!(
         std::fs::read_link(h("link"))
             .expect("link")
@@ -128,10 +140,7 @@ fn docker_cp_both_ways_and_contained() {
             .to_string(),
         "/etc"
     );
-    docker.ok(
-        &["cp", "-L", &format!("{name}:/srv/etclink"), &h("etc")],
-        &d,
-    );
+    docker.ok(&["cp", "-L", &format!("{name}:/srv/etclink"), &h("etc")], d);
     assert!(
         Path::new(&h("etc")).is_dir(),
         "-L copies the container's /etc: {:?}",
@@ -142,15 +151,15 @@ fn docker_cp_both_ways_and_contained() {
     std::fs::write(h("up"), "uploaded\n").expect("write");
     std::fs::create_dir_all(h("updir/x")).expect("mkdir");
     std::fs::write(h("updir/x/y"), "deep\n").expect("write");
-    docker.ok(&["cp", &h("up"), &format!("{name}:/srv/up")], &d);
-    docker.ok(&["cp", &h("updir"), &format!("{name}:/srv/")], &d);
-    docker.ok(&["cp", &h("up"), &format!("{name}:/data/")], &d);
+    docker.ok(&["cp", &h("up"), &format!("{name}:/srv/up")], d);
+    docker.ok(&["cp", &h("updir"), &format!("{name}:/srv/")], d);
+    docker.ok(&["cp", &h("up"), &format!("{name}:/data/")], d);
     let got = docker.ok(
         &["exec", name, "cat", "/srv/up", "/srv/updir/x/y", "/data/up"],
-        &d,
+        d,
     );
     assert_eq!(got, "uploaded\ndeep\nuploaded\n");
-    let owner = docker.ok(&["exec", name, "stat", "-c", "%u:%g", "/srv/up"], &d);
+    let owner = docker.ok(&["exec", name, "stat", "-c", "%u:%g", "/srv/up"], d);
     assert_eq!(owner.trim(), "0:0", "without -a files belong to root");
 
     // docker commit of the running container: its changes (what cp put in) become an image
@@ -164,11 +173,11 @@ fn docker_cp_both_ways_and_contained() {
             name,
             "cpimg:1",
         ],
-        &d,
+        d,
     );
     assert!(id.trim().starts_with("sha256:"), "{id}");
-    assert_eq!(docker.ok(&["run", "--rm", "cpimg:1"], &d), "uploaded\n");
-    docker.ok(&["rmi", "cpimg:1"], &d);
+    assert_eq!(docker.ok(&["run", "--rm", "cpimg:1"], d), "uploaded\n");
+    docker.ok(&["rmi", "cpimg:1"], d);
 
     // errors: a missing path, a file where a directory is needed, dir over non-dir
     let e = docker.fails(&["cp", &format!("{name}:/nope"), &h("nope")]);
@@ -208,7 +217,7 @@ fn docker_cp_both_ways_and_contained() {
                 dir = canary_dir.path().display()
             ),
         ],
-        &d,
+        d,
     );
     for (src, dst) in [
         ("/srv/abs", "a1"),
@@ -319,7 +328,7 @@ fn docker_cp_both_ways_and_contained() {
                  ln -sfn / /srv/w; rm -f /srv/w; mv -T /srv/w-dir /srv/w 2>/dev/null; done"
             ),
         ],
-        &d,
+        d,
     );
     for i in 0..20 {
         let out = h(&format!("race{i}"));
@@ -344,20 +353,20 @@ fn docker_cp_both_ways_and_contained() {
     assert_eq!(std::fs::read_dir(canary_dir.path()).expect("ls").count(), 1);
 
     // a stopped container: both ways, and its volume
-    docker.ok(&["stop", "-t", "0", name], &d);
-    docker.ok(&["cp", &format!("{name}:/srv/f"), &h("f2")], &d);
+    docker.ok(&["stop", "-t", "0", name], d);
+    docker.ok(&["cp", &format!("{name}:/srv/f"), &h("f2")], d);
     assert_eq!(std::fs::read_to_string(h("f2")).expect("f2"), "inside\n");
     std::fs::write(h("late"), "late\n").expect("write");
-    docker.ok(&["cp", &h("late"), &format!("{name}:/srv/late")], &d);
-    docker.ok(&["cp", &h("late"), &format!("{name}:/data/late")], &d);
-    docker.ok(&["cp", &format!("{name}:/data/late"), &h("late2")], &d);
+    docker.ok(&["cp", &h("late"), &format!("{name}:/srv/late")], d);
+    docker.ok(&["cp", &h("late"), &format!("{name}:/data/late")], d);
+    docker.ok(&["cp", &format!("{name}:/data/late"), &h("late2")], d);
     assert_eq!(
         std::fs::read_to_string(h("late2")).expect("late2"),
         "late\n"
     );
-    docker.ok(&["start", name], &d);
-    let got = docker.ok(&["exec", name, "cat", "/srv/late", "/data/late"], &d);
+    docker.ok(&["start", name], d);
+    let got = docker.ok(&["exec", name, "cat", "/srv/late", "/data/late"], d);
     assert_eq!(got, "late\nlate\n");
-    docker.ok(&["rm", "-f", name], &d);
+    docker.ok(&["rm", "-f", name], d);
     let _ = docker.run(&["volume", "rm", "cpvol"]);
 }
