@@ -286,7 +286,8 @@ impl Platform {
 
 impl FromStr for Platform {
     type Err = ManifestError;
-    /// `os/arch[/variant]`, e.g. `linux/arm64/v8`; `arch` alone is taken as `linux/arch`.
+    /// `os/arch[/variant]`, e.g. `linux/arm64/v8`; an OS alone means this host's architecture
+    /// on it, an architecture alone means linux on it (containerd's reading).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ManifestError::BadPlatform {
             input: s.to_owned(),
@@ -298,8 +299,24 @@ impl FromStr for Platform {
         {
             return Err(bad());
         }
+        const OSES: &[&str] = &[
+            "linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos",
+        ];
+        const ARCHES: &[&str] = &[
+            "amd64", "x86_64", "x86-64", "arm64", "aarch64", "arm", "armhf", "armel", "386",
+            "i386", "ppc64le", "s390x", "riscv64", "mips64le", "loong64",
+        ];
+        let host = Platform::host();
         let (os, arch, variant) = match parts.as_slice() {
-            [arch] => ("linux", *arch, None),
+            // one part, as containerd reads it: an OS on this host's architecture, or an
+            // architecture on linux
+            [os] if OSES.contains(&os.to_ascii_lowercase().as_str()) => {
+                (*os, host.architecture.as_str(), None)
+            }
+            [arch] if ARCHES.contains(&arch.to_ascii_lowercase().as_str()) => {
+                ("linux", *arch, None)
+            }
+            [_] => return Err(bad()),
             [os, arch] => (*os, *arch, None),
             [os, arch, v] => (*os, *arch, Some((*v).to_owned())),
             _ => return Err(bad()),
@@ -402,7 +419,13 @@ mod tests {
         assert_eq!(p.to_string(), "linux/arm64/v8");
         let p: Platform = "arm64".parse().expect("p");
         assert_eq!(p.to_string(), "linux/arm64");
-        for bad in ["", "linux//amd64", "a/b/c/d", "linux/ amd64"] {
+        let p: Platform = "linux".parse().expect("p");
+        assert_eq!(
+            p,
+            Platform::host(),
+            "an OS alone is on this host's architecture"
+        );
+        for bad in ["", "nosuch", "linux//amd64", "a/b/c/d", "linux/ amd64"] {
             let e = bad.parse::<Platform>().expect_err(bad);
             assert!(e.to_string().contains(&format!("{bad:?}")));
         }
