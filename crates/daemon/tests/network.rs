@@ -214,6 +214,11 @@ fn docker_cli_user_networks_resolve_names() {
     };
     let docker = Docker::new(&d);
     docker.ok(&["pull", "-q", "busybox"], &d);
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .to_string();
 
     // predefined networks, listed like docker's
     let ls = docker.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"], &d);
@@ -507,6 +512,37 @@ fn docker_cli_user_networks_resolve_names() {
     docker.ok(&["rm", "-f", "srv", "fixed"], &d);
     docker.ok(&["network", "rm", "tnet1", "tnet3"], &d);
     let pruned = docker.ok(&["network", "prune", "-f"], &d);
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 1)
+    .to_string();
+    let events = docker.ok(
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "type=network",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ],
+        &d,
+    );
+    for want in [
+        "create tnet1",
+        "connect tnet1",
+        "disconnect tnet1",
+        "destroy tnet1",
+    ] {
+        assert!(
+            events.lines().any(|l| l == want),
+            "{want} in events:\n{events}"
+        );
+    }
     assert!(!pruned.contains("bridge"), "{pruned}");
     let left = _guard.leftovers(&d.data_root);
     let left: Vec<&String> = left.iter().filter(|l| !l.contains("bnt-def1")).collect();
