@@ -24,6 +24,10 @@ for b in berthd berth berth-shim berth-runtime; do
 done
 
 work=$(mktemp -d /var/tmp/berth-bench-net.XXXXXX)
+# netavark (podman) leaves its iptables-nft skeleton tables behind: remove them at exit unless
+# they were there before us
+had_nat=$(nft list table ip nat >/dev/null 2>&1 && echo 1 || true)
+had_filter=$(nft list table ip filter >/dev/null 2>&1 && echo 1 || true)
 bridge=bbench0 table=berth_bench userbr=bbench1 podbr=bbenchpod0
 reg_pid="" berthd_pid=""
 B() { "$dist/berth" -H "unix://$work/berth.sock" "$@"; }
@@ -49,10 +53,12 @@ cleanup() {
     grep -qa "$work" "/proc/$p/cmdline" 2>/dev/null && kill "$p"
   fi
   if [ -d "$work/podman" ]; then
-    P rm -af -t 0 >/dev/null 2>&1; P network rm -f benchpod >/dev/null 2>&1; P rmi -af >/dev/null 2>&1
+    P rm -af -t 0 >/dev/null 2>&1; P rmi -af >/dev/null 2>&1
   fi
   for l in $bridge $userbr $podbr; do ip link del "$l" 2>/dev/null; done
   nft delete table ip $table 2>/dev/null; nft delete table inet $table 2>/dev/null
+  [ -n "$had_nat" ] || nft delete table ip nat 2>/dev/null
+  [ -n "$had_filter" ] || nft delete table ip filter 2>/dev/null
   stop_pid "$reg_pid"
   for n in "$work"/berth/exec/netns/*; do [ -e "$n" ] && umount -l "$n"; done
   grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m"; done
@@ -98,12 +104,19 @@ driver = "overlay"
 graphroot = "$work/podman/root"
 runroot = "$work/podman/run"
 EOF
-P network create --subnet 10.244.0.0/24 --interface-name $podbr benchpod >/dev/null
+# podman 4.3 has no --interface-name: the network file itself, with our bridge name and subnet
+cat >"$work/podman/net/benchpod.json" <<EOF
+{"name": "benchpod", "id": "$(printf 'b%.0s' $(seq 64))", "driver": "bridge",
+ "network_interface": "$podbr", "created": "2026-01-01T00:00:00Z",
+ "subnets": [{"subnet": "10.244.0.0/24", "gateway": "10.244.0.1"}],
+ "ipv6_enabled": false, "internal": false, "dns_enabled": false,
+ "ipam_options": {"driver": "host-local"}}
+EOF
 P pull -q --tls-verify=false "$ref" >/dev/null
 P run --rm --network benchpod "$ref" true
 
 echo "network start benchmark, $(date -u +%FT%TZ), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "berth $(git rev-parse --short HEAD), $(podman --version), $(/usr/lib/podman/netavark --version)"
+echo "berth $(git rev-parse --short HEAD 2>/dev/null), $(podman --version), $(/usr/lib/podman/netavark --version)"
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/start.json" \
   -n "berth none" "$dist/berth -H unix://$work/berth.sock run --rm --network none $ref true" \
   -n "berth user network" "$dist/berth -H unix://$work/berth.sock run --rm --network benchnet $ref true" \

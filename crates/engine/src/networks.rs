@@ -443,7 +443,9 @@ impl Networks {
             .remove(&n.bridge);
         bridge::delete_bridge(&n.bridge)?;
         self.store.remove(&n.id)?;
-        let _ = self.dns.set_network(&n.name, Ipv4Addr::UNSPECIFIED, &[]);
+        if let Err(e) = self.dns.remove_network(&n.name) {
+            tracing::warn!(network = %n.name, error = %e, "removing DNS entries");
+        }
         self.publish("destroy", &n, &[]);
         Ok(())
     }

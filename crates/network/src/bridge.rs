@@ -126,13 +126,23 @@ pub fn connect(l: &Link) -> Result<(), BridgeError> {
         path: l.netns.clone(),
         source,
     })?;
-    nl.create_veth(
-        &l.host_veth,
-        &l.ifname,
-        ns.as_fd(),
-        Some(l.mac),
-        Some(bridge),
-    )?;
+    let create = |nl: &mut Netlink| {
+        nl.create_veth(
+            &l.host_veth,
+            &l.ifname,
+            ns.as_fd(),
+            Some(l.mac),
+            Some(bridge),
+        )
+    };
+    match create(&mut nl) {
+        // the same container's previous veth, still being deleted in the background
+        Err(e) if e.errno() == Some(libc::EEXIST) => {
+            nl.delete_link(&l.host_veth)?;
+            create(&mut nl)?;
+        }
+        r => r?,
+    }
     let inside = {
         let l = l.clone();
         move || -> Result<(), NetlinkError> {

@@ -4,7 +4,7 @@
 //! line per container `<id> <ipv4> <ipv6> <name,alias,...>` — and sends SIGHUP after each
 //! change; aardvark listens on every network's gateway, port 53, answers names of containers
 //! sharing a network with the asker, and forwards other names to the host's resolvers.
-//! When no file is left the server is stopped.
+//! A network keeps its file while it exists; when no file is left the server is stopped.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -86,8 +86,9 @@ impl Aardvark {
         move |source| DnsError::Io { op, path, source }
     }
 
-    /// Write (or, with no entries, remove) one network's file, then make the server follow:
-    /// started when needed, reloaded, or stopped when no network is left.
+    /// Write one network's file (a network without containers keeps its gateway line, so the
+    /// server stays up and the next container costs a reload, not a start), then make the
+    /// server follow: started when needed, else reloaded.
     pub fn set_network(
         &self,
         network: &str,
@@ -96,16 +97,19 @@ impl Aardvark {
     ) -> Result<(), DnsError> {
         std::fs::create_dir_all(&self.dir).map_err(Self::io("create", &self.dir))?;
         let path = self.dir.join(network);
-        if entries.is_empty() {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Self::io("remove", &path)(e)),
-            }
-        } else {
-            let tmp = self.dir.join(format!(".{network}.tmp"));
-            std::fs::write(&tmp, config_text(gateway, entries)).map_err(Self::io("write", &tmp))?;
-            std::fs::rename(&tmp, &path).map_err(Self::io("rename", &path))?;
+        let tmp = self.dir.join(format!(".{network}.tmp"));
+        std::fs::write(&tmp, config_text(gateway, entries)).map_err(Self::io("write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(Self::io("rename", &path))?;
+        self.sync()
+    }
+
+    /// Forget a removed network; the server stops when no network is left.
+    pub fn remove_network(&self, network: &str) -> Result<(), DnsError> {
+        let path = self.dir.join(network);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Self::io("remove", &path)(e)),
         }
         self.sync()
     }

@@ -363,16 +363,22 @@ impl Containers {
     }
 
     /// Undo `network_up` (idempotent): links, addresses, DNS entries, the namespace.
+    ///
+    /// Deleting a veth waits for an RCU grace period (~30 ms here), so it happens on a
+    /// short-lived thread after everything else; `wait` (daemon startup) does it inline.
     pub(crate) fn network_down(&self, id: &str) {
+        self.network_down_with(id, false)
+    }
+
+    fn network_down_with(&self, id: &str, wait: bool) {
         let nets = self.networks();
         let attached = nets.store().of_container(id);
         if attached.iter().any(|(_, ep)| !ep.ports.is_empty()) {
             nets.unpublish_ports(id);
         }
+        let mut veths = Vec::new();
         for (n, ep) in attached {
-            if let Err(e) = bridge::disconnect(&ep.host_veth) {
-                tracing::warn!(container = %id, network = %n.name, error = %e, "removing veth");
-            }
+            veths.push(ep.host_veth.clone());
             if let Err(e) = nets.store().detach(&n.id, id) {
                 tracing::warn!(container = %id, network = %n.name, error = %e, "releasing address");
             }
@@ -383,6 +389,26 @@ impl Containers {
         }
         if let Err(e) = bridge::remove_netns(&nets.netns_path(id)) {
             tracing::warn!(container = %id, error = %e, "removing network namespace");
+        }
+        if veths.is_empty() {
+            return;
+        }
+        let cid = id.to_string();
+        let delete = move || {
+            for v in &veths {
+                if let Err(e) = bridge::disconnect(v) {
+                    tracing::warn!(container = %cid, veth = %v, error = %e, "removing veth");
+                }
+            }
+        };
+        if wait {
+            delete();
+        } else if let Err(e) = std::thread::Builder::new()
+            .name("berth-veth-rm".into())
+            .stack_size(64 << 10)
+            .spawn(delete)
+        {
+            tracing::warn!(container = %id, error = %e, "spawning veth removal");
         }
     }
 
@@ -574,7 +600,7 @@ impl Containers {
                 .unwrap_or(false);
             if !alive {
                 tracing::info!(container = %id, "releasing network endpoints of a stopped container");
-                self.network_down(&id);
+                self.network_down_with(&id, true);
                 nets.unpublish_ports(&id);
             }
         }
