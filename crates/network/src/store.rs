@@ -1,7 +1,8 @@
 //! The network store: one JSON file per network under `<data-root>/network/<id>.json`
-//! holding its definition and its endpoints (which container has which address), written
-//! crash-safely (temp file, fsync, rename, fsync of the directory) on every change, so IPAM
-//! survives daemon restarts and never hands out an address twice. Lookups by full id, name or
+//! holding its definition and its endpoints (which container has which address), replaced
+//! atomically (temp file, rename) on every change — definitions also fsynced, file and
+//! directory — so IPAM survives daemon crashes and restarts and never hands out an address
+//! twice. Lookups by full id, name or
 //! unique id prefix, like docker's.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -125,7 +126,11 @@ pub struct NetworkStore {
     map: Mutex<BTreeMap<String, Network>>,
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+/// Replace `path` by a rename, so a reader (or berthd after a crash) sees the old or the new
+/// version, never a mix. `durable` also fsyncs file and directory: network definitions must
+/// survive a power loss; endpoints need not (after one, every container is gone anyway), and
+/// skipping the two fsyncs keeps them off the container start path.
+fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<(), StoreError> {
     let io = |op, source| StoreError::Io {
         op,
         path: path.to_path_buf(),
@@ -134,10 +139,12 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     let tmp = path.with_extension("json.tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
     f.write_all(data).map_err(|e| io("write", e))?;
-    f.sync_all().map_err(|e| io("sync", e))?;
+    if durable {
+        f.sync_all().map_err(|e| io("sync", e))?;
+    }
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|_| durable) {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io("sync directory of", e))?;
@@ -182,11 +189,20 @@ impl NetworkStore {
     }
 
     fn save(&self, n: &Network) -> Result<(), StoreError> {
+        self.write(n, true)
+    }
+
+    /// Endpoint changes: atomic, not fsynced (see [`write_atomic`]).
+    fn save_endpoints(&self, n: &Network) -> Result<(), StoreError> {
+        self.write(n, false)
+    }
+
+    fn write(&self, n: &Network, durable: bool) -> Result<(), StoreError> {
         let data = serde_json::to_vec_pretty(n).map_err(|source| StoreError::Parse {
             path: self.dir.join(&n.id),
             source,
         })?;
-        write_atomic(&self.dir.join(format!("{}.json", n.id)), &data)
+        write_atomic(&self.dir.join(format!("{}.json", n.id)), &data, durable)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Network>> {
@@ -322,7 +338,7 @@ impl NetworkStore {
         if r.ip.is_none() {
             updated.last_ip = Some(ip);
         }
-        self.save(&updated)?;
+        self.save_endpoints(&updated)?;
         *n = updated;
         Ok(ep)
     }
@@ -342,7 +358,7 @@ impl NetworkStore {
         if let Some(ep) = updated.endpoints.get_mut(container) {
             ep.ports = ports;
         }
-        self.save(&updated)?;
+        self.save_endpoints(&updated)?;
         *n = updated;
         Ok(())
     }
@@ -358,7 +374,7 @@ impl NetworkStore {
         };
         let mut updated = n.clone();
         updated.endpoints.remove(container);
-        self.save(&updated)?;
+        self.save_endpoints(&updated)?;
         *n = updated;
         Ok(Some(ep))
     }
