@@ -264,7 +264,24 @@ fn docker_cli_user_networks_resolve_names() {
     ]);
     assert!(e.contains("not in subnet"), "{e}");
     // no subnet: one from the default pool
-    docker.ok(&["network", "create", "tnet3"], &d);
+    let e = docker.fails(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.driver.mtu=10",
+        "badmtu",
+    ]);
+    assert!(e.contains("MTU"), "{e}");
+    docker.ok(
+        &[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.driver.mtu=9000",
+            "tnet3",
+        ],
+        &d,
+    );
     let sub = docker.ok(
         &[
             "network",
@@ -460,6 +477,12 @@ fn docker_cli_user_networks_resolve_names() {
     ]);
     assert!(e.contains("already in use"), "{e}");
     docker.ok(&["network", "connect", "tnet3", "fixed"], &d);
+    let mtu = docker.ok(&["exec", "fixed", "cat", "/sys/class/net/eth1/mtu"], &d);
+    assert_eq!(
+        mtu.trim(),
+        "9000",
+        "the network's MTU reaches the container"
+    );
     let addrs = docker.ok(&["exec", "fixed", "ip", "-4", "-o", "addr"], &d);
     assert!(
         addrs.contains("10.212.0.50/24") && addrs.contains("10.211.0.2/24"),

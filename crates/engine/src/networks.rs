@@ -361,6 +361,14 @@ impl Networks {
         };
         let pool = ipam::Pool::new(subnet, gateway, range)
             .map_err(|e| NetworkError::Invalid(e.to_string()))?;
+        if let Some(m) = req.options.get(berth_network::store::MTU_OPTION) {
+            if !m.parse::<u32>().is_ok_and(|m| (68..=65535).contains(&m)) {
+                return Err(NetworkError::Invalid(format!(
+                    "invalid {} {m:?}: an MTU from 68 to 65535",
+                    berth_network::store::MTU_OPTION
+                )));
+            }
+        }
         let id = random_id();
         let iface = match req
             .options
@@ -399,13 +407,14 @@ impl Networks {
         };
         self.store.insert(n.clone())?;
         // the bridge comes up now (docker does too), so the network is usable at once
-        let created = match bridge::ensure_bridge(&iface, pool.gateway, subnet.prefix_len()) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = self.store.remove(&n.id);
-                return Err(e.into());
-            }
-        };
+        let created =
+            match bridge::ensure_bridge(&iface, pool.gateway, subnet.prefix_len(), n.mtu()) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = self.store.remove(&n.id);
+                    return Err(e.into());
+                }
+            };
         if let Err(e) = self.firewall_network(&n) {
             if created {
                 let _ = bridge::delete_bridge(&iface);

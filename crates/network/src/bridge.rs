@@ -47,12 +47,18 @@ pub fn enable_ip_forward() -> Result<(), BridgeError> {
 
 /// Make sure bridge `name` exists, carries `gateway/prefix` and is up. Returns whether it was
 /// created now (so a failing caller knows to delete it again).
-pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<bool, BridgeError> {
+/// `mtu`: docker's `com.docker.network.driver.mtu` (None: the kernel's 1500).
+pub fn ensure_bridge(
+    name: &str,
+    gateway: Ipv4Addr,
+    prefix_len: u8,
+    mtu: Option<u32>,
+) -> Result<bool, BridgeError> {
     let mut nl = Netlink::new()?;
     let created = match nl.link_index(name)? {
         Some(_) => false,
         None => {
-            match nl.create_bridge(name) {
+            match nl.create_bridge(name, mtu) {
                 Ok(()) => {}
                 // a parallel create won the race: fine, it is the same bridge
                 Err(e) if e.errno() == Some(libc::EEXIST) => {}
@@ -114,6 +120,8 @@ pub struct Link {
     /// container already has one from its first network).
     pub default_route: Option<Ipv4Addr>,
     pub mac: [u8; 6],
+    /// Both ends of the veth pair (None: 1500).
+    pub mtu: Option<u32>,
 }
 
 /// Plug a container into its bridge. On error nothing of this link is left.
@@ -133,6 +141,7 @@ pub fn connect(l: &Link) -> Result<(), BridgeError> {
             ns.as_fd(),
             Some(l.mac),
             Some(bridge),
+            l.mtu,
         )
     };
     match create(&mut nl) {

@@ -164,6 +164,27 @@ impl Netlink {
         }
     }
 
+    /// MTU of the interface `name`, if it exists.
+    pub fn link_mtu(&mut self, name: &str) -> Result<Option<u32>, NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(
+            RouteNetlinkMessage::GetLink(msg),
+            0,
+            &format!("look up interface {name}"),
+        ) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) => l.attributes.into_iter().find_map(|a| match a {
+                    LinkAttribute::Mtu(m) => Some(m),
+                    _ => None,
+                }),
+                _ => None,
+            })),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn index_of(&mut self, name: &str) -> Result<u32, NetlinkError> {
         self.link_index(name)?
             .ok_or_else(|| NetlinkError::NoLink(name.to_string()))
@@ -189,9 +210,12 @@ impl Netlink {
     }
 
     /// Create a bridge (fails with EEXIST when it exists).
-    pub fn create_bridge(&mut self, name: &str) -> Result<(), NetlinkError> {
+    pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<(), NetlinkError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        if let Some(m) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(m));
+        }
         msg.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,
@@ -213,6 +237,7 @@ impl Netlink {
         peer_netns: BorrowedFd<'_>,
         peer_mac: Option<[u8; 6]>,
         controller: Option<u32>,
+        mtu: Option<u32>,
     ) -> Result<(), NetlinkError> {
         let mut peer_msg = LinkMessage::default();
         peer_msg
@@ -221,6 +246,9 @@ impl Netlink {
         peer_msg
             .attributes
             .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
+        if let Some(m) = mtu {
+            peer_msg.attributes.push(LinkAttribute::Mtu(m));
+        }
         if let Some(mac) = peer_mac {
             peer_msg
                 .attributes
@@ -230,6 +258,9 @@ impl Netlink {
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
         if let Some(c) = controller {
             msg.attributes.push(LinkAttribute::Controller(c));
+        }
+        if let Some(m) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(m));
         }
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
@@ -254,6 +285,20 @@ impl Netlink {
             RouteNetlinkMessage::SetLink(msg),
             NLM_F_ACK,
             &format!("set {name} up"),
+        )?;
+        Ok(())
+    }
+
+    /// Set an interface's MTU.
+    pub fn set_mtu(&mut self, name: &str, mtu: u32) -> Result<(), NetlinkError> {
+        let index = self.index_of(name)?;
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            NLM_F_ACK,
+            &format!("set mtu {mtu} on {name}"),
         )?;
         Ok(())
     }

@@ -101,7 +101,15 @@ pub struct Network {
     pub last_ip: Option<Ipv4Addr>,
 }
 
+/// Docker's option for a network's MTU.
+pub const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+
 impl Network {
+    /// The MTU of its bridge and veths (`com.docker.network.driver.mtu`), None for the default.
+    pub fn mtu(&self) -> Option<u32> {
+        self.options.get(MTU_OPTION).and_then(|m| m.parse().ok())
+    }
+
     /// Does this network resolve container names (docker: user-defined bridge networks)?
     pub fn has_dns(&self) -> bool {
         self.driver == "bridge" && !self.predefined

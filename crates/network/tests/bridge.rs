@@ -45,11 +45,11 @@ fn two_namespaces_talk_over_a_bridge() {
     };
     let gw = Ipv4Addr::new(10, 201, 0, 1);
     assert!(
-        bridge::ensure_bridge(&g.bridge, gw, 24).expect("bridge"),
+        bridge::ensure_bridge(&g.bridge, gw, 24, Some(9000)).expect("bridge"),
         "created now"
     );
     assert!(
-        !bridge::ensure_bridge(&g.bridge, gw, 24).expect("again"),
+        !bridge::ensure_bridge(&g.bridge, gw, 24, Some(9000)).expect("again"),
         "idempotent"
     );
     let ips = [Ipv4Addr::new(10, 201, 0, 2), Ipv4Addr::new(10, 201, 0, 3)];
@@ -64,6 +64,7 @@ fn two_namespaces_talk_over_a_bridge() {
             prefix_len: 24,
             default_route: Some(gw),
             mac: berth_network::ipam::mac_for(ip),
+            mtu: Some(9000),
         })
         .expect("connect");
     }
@@ -77,6 +78,7 @@ fn two_namespaces_talk_over_a_bridge() {
         prefix_len: 24,
         default_route: None,
         mac: [2, 0x42, 10, 201, 0, 9],
+        mtu: None,
     });
     assert!(dup.is_err(), "duplicate eth0 refused");
     assert!(
@@ -84,6 +86,21 @@ fn two_namespaces_talk_over_a_bridge() {
         "rolled back"
     );
 
+    // the MTU reaches the bridge and both veth ends
+    let mtu_of = |name: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+            .map(|m| m.trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(mtu_of(&g.veths[0]), "9000");
+    assert_eq!(mtu_of(&g.bridge), "9000");
+    let inside = berth_sys::netns::run_in(&g.netns[0], || {
+        let mut nl = berth_network::netlink::Netlink::new().expect("netlink");
+        nl.link_mtu("eth0")
+    })
+    .expect("enter a")
+    .expect("mtu of eth0");
+    assert_eq!(inside, Some(9000));
     // a listener inside namespace a, a client inside namespace b
     let listener = berth_sys::netns::run_in(&g.netns[0], move || {
         TcpListener::bind(SocketAddrV4::new(ips[0], 8080))

@@ -317,7 +317,7 @@ impl Containers {
             ContainerError::Invalid(format!("network {} has no IPv4 addressing", n.name))
         })?;
         let _g = nets.lock();
-        bridge::ensure_bridge(&n.bridge, pool.gateway, pool.subnet.prefix_len())
+        bridge::ensure_bridge(&n.bridge, pool.gateway, pool.subnet.prefix_len(), n.mtu())
             .map_err(|e| self.start_err(rec, e))?;
         nets.firewall_network(n)
             .map_err(|e| self.start_err(rec, e))?;
@@ -347,6 +347,7 @@ impl Containers {
             prefix_len: pool.subnet.prefix_len(),
             default_route: (default_route && !n.internal).then_some(pool.gateway),
             mac: ipam::parse_mac(&ep.mac).unwrap_or_else(|| ipam::mac_for(ep.ip)),
+            mtu: n.mtu(),
         };
         if let Err(e) = bridge::connect(&link) {
             let _ = nets.store().detach(&n.id, &rec.id);
