@@ -531,6 +531,8 @@ fn docker_cli_user_networks_resolve_names() {
     assert_eq!(shared, "hello-from-a\n");
 
     // teardown leaves nothing
+    let ps = docker.ok(&["ps", "--format", "{{.Names}} {{.Networks}}"], &d);
+    assert!(ps.lines().any(|l| l == "srv tnet1"), "{ps}");
     let ids = docker.ok(&["inspect", "-f", "{{.Id}}", "srv", "fixed"], &d);
     docker.ok(&["rm", "-f", "srv", "fixed"], &d);
     docker.ok(&["network", "rm", "tnet1", "tnet3"], &d);

@@ -255,7 +255,9 @@ pub fn list(engine: &Arc<Engine>, q: &Query) -> Result<Response<Body>, ApiError>
             state: r.state.status.as_str().to_string(),
             status: status_text(r),
             host_config: json!({"NetworkMode": r.host_config.network_mode}),
-            network_settings: json!({"Networks": {}}),
+            network_settings: json!({
+                "Networks": engine.containers().network_settings(r)["Networks"]
+            }),
             mounts: r.mounts.clone(),
         })
         .collect();
