@@ -182,11 +182,6 @@ impl Networks {
                 }
             }
         }
-        if cfg.ip_forward && cfg.bridge.is_some() {
-            if let Err(e) = bridge::enable_ip_forward() {
-                tracing::warn!(error = %e, "enabling ip forwarding");
-            }
-        }
         Ok(this)
     }
 
@@ -499,6 +494,13 @@ impl Networks {
         }
         self.firewall
             .add_network(&n.bridge, pool.subnet, n.internal)?;
+        // host-wide forwarding (`--ip-forward`), turned on with the first bridge in use rather
+        // than at startup: a daemon that never networks a container leaves the host alone
+        if self.cfg.ip_forward && done.is_empty() {
+            if let Err(e) = bridge::enable_ip_forward() {
+                tracing::warn!(error = %e, "enabling ip forwarding");
+            }
+        }
         done.insert(n.bridge.clone());
         Ok(())
     }
