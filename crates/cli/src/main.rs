@@ -114,8 +114,10 @@ enum Cmd {
         cmd: ContainerCmd,
     },
     /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
     Run(RunArgs),
     /// Create a new container
+    #[command(disable_help_flag = true)]
     Create(CreateArgs),
     /// Start one or more stopped containers
     Start {
@@ -521,5 +523,15 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
+        // docker's -h is the hostname on run/create; --help still helps
+        match Cli::try_parse_from(["berth", "create", "-h", "web", "busybox"])
+            .expect("parse create -h")
+            .cmd
+        {
+            Cmd::Create(a) => assert_eq!(a.hostname.as_deref(), Some("web")),
+            other => panic!("parsed as {other:?}"),
+        }
+        let help = Cli::try_parse_from(["berth", "run", "--help"]).expect_err("help");
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
     }
 }

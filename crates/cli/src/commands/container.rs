@@ -121,9 +121,12 @@ pub struct CreateArgs {
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     pub init: bool,
-    /// Container host name (long form only: -h is help here)
-    #[arg(long)]
+    /// Container host name
+    #[arg(short = 'h', long)]
     pub hostname: Option<String>,
+    /// Print help (-h is the hostname, as with docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Command to run to check health
     #[arg(long = "health-cmd")]
     pub health_cmd: Option<String>,
