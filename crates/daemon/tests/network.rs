@@ -459,6 +459,8 @@ fn docker_cli_user_networks_resolve_names() {
             "tnet1",
             "--ip",
             "10.212.0.50",
+            "--dns",
+            "10.250.0.53",
             "busybox",
             "sleep",
             "60",
@@ -477,6 +479,15 @@ fn docker_cli_user_networks_resolve_names() {
     ]);
     assert!(e.contains("already in use"), "{e}");
     docker.ok(&["network", "connect", "tnet3", "fixed"], &d);
+    // its --dns servers are where the network's DNS server forwards its other names
+    let dns_file =
+        std::fs::read_to_string(d.exec_root.join("aardvark-dns/tnet1")).expect("dns config");
+    assert!(
+        dns_file
+            .lines()
+            .any(|l| l.contains(" 10.212.0.50 ") && l.ends_with(" 10.250.0.53")),
+        "{dns_file}"
+    );
     let mtu = docker.ok(&["exec", "fixed", "cat", "/sys/class/net/eth1/mtu"], &d);
     assert_eq!(
         mtu.trim(),

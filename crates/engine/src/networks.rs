@@ -475,6 +475,7 @@ impl Networks {
                     container: e.container.clone(),
                     ip: e.ip,
                     names,
+                    dns_servers: e.dns_servers.clone(),
                 }
             })
             .collect();

@@ -36,6 +36,8 @@ pub struct Entry {
     pub container: String,
     pub ip: Ipv4Addr,
     pub names: Vec<String>,
+    /// The container's own upstream servers (`--dns`) for names aardvark forwards.
+    pub dns_servers: Vec<std::net::IpAddr>,
 }
 
 /// berth's aardvark-dns instance.
@@ -60,8 +62,13 @@ pub fn config_text(gateway: Ipv4Addr, entries: &[Entry]) -> String {
         if names.is_empty() {
             continue;
         }
-        // the IPv6 column stays empty
-        s.push_str(&format!("{} {}  {}\n", e.container, e.ip, names.join(",")));
+        // the IPv6 column stays empty; a fifth column names the container's upstream servers
+        s.push_str(&format!("{} {}  {}", e.container, e.ip, names.join(",")));
+        if !e.dns_servers.is_empty() {
+            let servers: Vec<String> = e.dns_servers.iter().map(|d| d.to_string()).collect();
+            s.push_str(&format!(" {}", servers.join(",")));
+        }
+        s.push('\n');
     }
     s
 }
@@ -211,14 +218,25 @@ mod tests {
                         "alias".into(),
                         "bad name".into(),
                     ],
+                    dns_servers: vec![],
                 },
                 Entry {
                     container: "def".into(),
                     ip: Ipv4Addr::new(10, 9, 0, 3),
                     names: vec![],
+                    dns_servers: vec![],
+                },
+                Entry {
+                    container: "ghi".into(),
+                    ip: Ipv4Addr::new(10, 9, 0, 4),
+                    names: vec!["db".into()],
+                    dns_servers: vec!["1.1.1.1".parse().expect("ip")],
                 },
             ],
         );
-        assert_eq!(t, "10.9.0.1\nabc 10.9.0.2  web,alias\n");
+        assert_eq!(
+            t,
+            "10.9.0.1\nabc 10.9.0.2  web,alias\nghi 10.9.0.4  db 1.1.1.1\n"
+        );
     }
 }

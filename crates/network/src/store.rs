@@ -69,6 +69,9 @@ pub struct Endpoint {
     /// Published ports (host ports resolved), on the container's first network.
     #[serde(default)]
     pub ports: Vec<crate::ports::PortMapping>,
+    /// The container's `--dns` servers.
+    #[serde(default)]
+    pub dns_servers: Vec<std::net::IpAddr>,
 }
 
 /// One network.
@@ -126,6 +129,8 @@ pub struct AttachRequest<'a> {
     pub host_veth: String,
     pub ifname: String,
     pub endpoint_id: String,
+    /// The container's `--dns` servers (its DNS server forwards to them).
+    pub dns_servers: Vec<std::net::IpAddr>,
 }
 
 /// All networks of one daemon.
@@ -338,6 +343,7 @@ impl NetworkStore {
             host_veth: r.host_veth,
             ifname: r.ifname,
             ports: Vec::new(),
+            dns_servers: r.dns_servers,
         };
         let mut updated = n.clone();
         updated
@@ -428,6 +434,7 @@ mod tests {
             host_veth: format!("vb{c}"),
             ifname: "eth0".into(),
             endpoint_id: format!("ep{c}"),
+            dns_servers: vec![],
         }
     }
 

@@ -335,6 +335,13 @@ impl Containers {
                     host_veth: veth_name(&rec.id, &n.id),
                     ifname: ifname.to_string(),
                     endpoint_id: random_id(),
+                    dns_servers: rec
+                        .host_config
+                        .dns
+                        .iter()
+                        .flatten()
+                        .filter_map(|d| d.parse().ok())
+                        .collect(),
                 },
             )
             .map_err(NetworkError::from)?;
