@@ -502,6 +502,16 @@ fn docker_cli_user_networks_resolve_names() {
     docker.ok(&["network", "disconnect", "tnet3", "fixed"], &d);
     let addrs = docker.ok(&["exec", "fixed", "ip", "-4", "-o", "addr"], &d);
     assert!(!addrs.contains("10.211.0."), "{addrs}");
+    // reconnecting after a disconnect left a gap: eth1 (tnet3), then tnet1 again in eth0's place
+    docker.ok(&["network", "connect", "tnet3", "fixed"], &d);
+    docker.ok(&["network", "disconnect", "tnet1", "fixed"], &d);
+    docker.ok(&["network", "connect", "tnet1", "fixed"], &d);
+    let addrs = docker.ok(&["exec", "fixed", "ip", "-4", "-o", "addr"], &d);
+    assert!(
+        addrs.contains("eth0") && addrs.contains("10.212.0.") && addrs.contains("10.211.0."),
+        "{addrs}"
+    );
+    docker.ok(&["network", "disconnect", "tnet3", "fixed"], &d);
 
     // the default bridge: an address from --bip, no name resolution
     let addr = docker.ok(

@@ -527,7 +527,17 @@ impl Containers {
         if rec.state.status.is_alive() {
             let this = self.clone();
             let (r2, n2, ep2) = (rec.clone(), n.clone(), ep.clone());
-            let ifname = format!("eth{}", rec.networks.len());
+            // the lowest ethN free inside the container (a disconnect leaves gaps)
+            let used: Vec<String> = nets
+                .store()
+                .of_container(&rec.id)
+                .into_iter()
+                .map(|(_, e)| e.ifname)
+                .collect();
+            let ifname = (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !used.contains(n))
+                .expect("an unused interface name");
             tokio::task::spawn_blocking(move || this.attach_one(&r2, &n2, &ep2, &ifname, false))
                 .await
                 .map_err(|e| ContainerError::Invalid(e.to_string()))??;
