@@ -550,6 +550,22 @@ fn docker_cli_user_networks_resolve_names() {
         &d,
     );
     assert_eq!(shared, "hello-from-a\n");
+    // ... and its names: hostname and /etc/hosts are srv's
+    let srv_host = docker.ok(&["inspect", "-f", "{{.Config.Hostname}}", "srv"], &d);
+    let names = docker.ok(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "container:srv",
+            "busybox",
+            "sh",
+            "-c",
+            "hostname; grep -c 10.212.0.2 /etc/hosts",
+        ],
+        &d,
+    );
+    assert_eq!(names, format!("{}1\n", srv_host), "shared names");
 
     // teardown leaves nothing
     let ps = docker.ok(&["ps", "--format", "{{.Names}} {{.Networks}}"], &d);

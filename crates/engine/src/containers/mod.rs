@@ -647,6 +647,19 @@ impl Containers {
         anonymous: &mut Vec<String>,
     ) -> Result<(Record, Vec<String>), ContainerError> {
         let net_plan = self.plan_network(id, config, host, networking)?;
+        // --network container:X takes X's host and domain names, like docker
+        let shared_names;
+        let config = match &net_plan.names {
+            Some((hostname, domainname)) => {
+                shared_names = ContainerConfig {
+                    hostname: hostname.clone(),
+                    domainname: domainname.clone(),
+                    ..config.clone()
+                };
+                &shared_names
+            }
+            None => config,
+        };
         let dir = self.dir(id);
         let io = |op: String| {
             let id = id.to_string();

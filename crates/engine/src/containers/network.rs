@@ -88,6 +88,8 @@ pub struct Plan {
     pub netns: Option<PathBuf>,
     /// /etc files shared with another container (container mode).
     pub shared_etc: Option<PathBuf>,
+    /// Host and domain name taken from that container (container mode).
+    pub names: Option<(String, String)>,
 }
 
 impl Containers {
@@ -154,6 +156,7 @@ impl Containers {
                     endpoints: BTreeMap::new(),
                     netns: None,
                     shared_etc: None,
+                    names: None,
                 });
             }
             m if m.starts_with("container:") => {
@@ -179,6 +182,7 @@ impl Containers {
                     endpoints: BTreeMap::new(),
                     netns: None,
                     shared_etc: Some(self.dir(&t.id)),
+                    names: Some((t.config.hostname.clone(), t.config.domainname.clone())),
                 });
             }
             _ => {}
@@ -213,6 +217,7 @@ impl Containers {
             endpoints,
             netns: Some(nets.netns_path(id)),
             shared_etc: None,
+            names: None,
         })
     }
 
