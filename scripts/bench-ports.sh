@@ -55,6 +55,14 @@ lo_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0));
 lib=/usr/lib/x86_64-linux-gnu
 docker run -d --name bench-iperf -p "127.0.0.1:$port:5201" -v /usr:/host/usr:ro bench-busybox \
   "/host$lib/ld-linux-x86-64.so.2" --library-path "/host$lib" /host/usr/bin/iperf3 -s >/dev/null
+if [ -n "${BERTH_BENCH_MTU:-}" ]; then
+  # what a bigger MTU on berth's bridge and veths would give (berthd sets none: 1500)
+  sandbox=$(docker inspect -f '{{.NetworkSettings.SandboxKey}}' bench-iperf)
+  ip link set "$bridge" mtu "$BERTH_BENCH_MTU"
+  for port_dev in /sys/class/net/"$bridge"/brif/*; do ip link set "$(basename "$port_dev")" mtu "$BERTH_BENCH_MTU"; done
+  nsenter --net="$sandbox" ip link set eth0 mtu "$BERTH_BENCH_MTU"
+  echo "bridge and veth MTU $BERTH_BENCH_MTU"
+fi
 iperf3 -s -B 127.0.0.1 -p "$lo_port" >/dev/null 2>&1 &
 lo_pid=$!
 client() { # port -> bits/s (retried while the server starts)
