@@ -73,6 +73,9 @@ struct Args {
     /// nftables table for berth's rules (default berth).
     #[arg(long, overrides_with = "firewall_table")]
     firewall_table: Option<String>,
+    /// MTU of the default bridge and its containers' interfaces (default 1500, like dockerd).
+    #[arg(long, overrides_with = "mtu")]
+    mtu: Option<u32>,
 }
 
 /// A berth binary next to this one, else on PATH.
@@ -173,6 +176,7 @@ fn main() -> anyhow::Result<()> {
         default_address_pools: args.default_address_pools,
         ip_forward: args.ip_forward,
         firewall_table: args.firewall_table,
+        mtu: args.mtu,
     };
     let default_file = Path::new(DEFAULT_CONFIG_FILE);
     let file = args

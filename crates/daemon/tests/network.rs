@@ -169,6 +169,9 @@ fn start(reg: &Registry, bridge: &str, bip: &str, pool: &str, table: &str) -> Da
         "--ip-forward=false",
         "--firewall-table",
         table,
+        // dockerd's --mtu: the default bridge's MTU (checked below)
+        "--mtu",
+        "9000",
     ])
 }
 
@@ -521,6 +524,11 @@ fn docker_cli_user_networks_resolve_names() {
         &d,
     );
     assert!(addr.contains("10.210.0."), "{addr}");
+    let mtu = docker.ok(
+        &["run", "--rm", "busybox", "cat", "/sys/class/net/eth0/mtu"],
+        &d,
+    );
+    assert_eq!(mtu.trim(), "9000", "--mtu sets the default bridge's veths");
     let none = docker.ok(
         &[
             "run",

@@ -130,6 +130,8 @@ pub struct NetworkConfig {
     pub ip_forward: bool,
     /// The nftables table holding berth's rules.
     pub firewall_table: String,
+    /// `--mtu`: MTU of the default bridge and its veths; `None` = the kernel's 1500.
+    pub mtu: Option<u32>,
 }
 
 impl Default for NetworkConfig {
@@ -140,6 +142,7 @@ impl Default for NetworkConfig {
             pools: berth_network::ipam::default_pools(),
             ip_forward: true,
             firewall_table: "berth".into(),
+            mtu: None,
         }
     }
 }
@@ -163,6 +166,7 @@ pub struct FileConfig {
     pub default_address_pools: Option<Vec<PoolEntry>>,
     pub ip_forward: Option<bool>,
     pub firewall_table: Option<String>,
+    pub mtu: Option<u32>,
 }
 
 /// A `default-address-pools` entry of daemon.json (`{"base": "10.10.0.0/16", "size": 24}`).
@@ -208,6 +212,8 @@ pub struct ConfigInput {
     pub default_address_pools: Vec<String>,
     pub ip_forward: Option<bool>,
     pub firewall_table: Option<String>,
+    /// `--mtu N`.
+    pub mtu: Option<u32>,
 }
 
 impl ConfigInput {
@@ -238,6 +244,7 @@ impl ConfigInput {
         }
         self.ip_forward = self.ip_forward.or(f.ip_forward);
         self.firewall_table = self.firewall_table.take().or(f.firewall_table);
+        self.mtu = self.mtu.or(f.mtu);
     }
 
     /// Validate: absolute roots, parseable hosts, TCP only with complete mutual TLS. With no host
@@ -332,6 +339,15 @@ impl ConfigInput {
         }
         if let Some(t) = self.firewall_table.filter(|t| !t.is_empty()) {
             network.firewall_table = t;
+        }
+        if let Some(m) = self.mtu {
+            // 68: the IPv4 minimum; 65535: what a veth and a bridge accept
+            if !(68..=65535).contains(&m) {
+                return Err(ConfigError::Network(format!(
+                    "invalid --mtu {m}: expected 68 to 65535"
+                )));
+            }
+            network.mtu = Some(m);
         }
         Ok(DaemonConfig {
             data_root,
@@ -442,5 +458,26 @@ mod tests {
         assert_eq!(c.exec_root, Some("/ex".into()));
         assert!(c.debug);
         assert!(serde_json::from_str::<FileConfig>(r#"{"nope":1}"#).is_err());
+    }
+
+    #[test]
+    fn mtu_from_file_or_flag_and_checked() {
+        let mut c = ConfigInput::default();
+        c.merge_file(serde_json::from_str(r#"{"mtu":9000}"#).expect("daemon.json"));
+        assert_eq!(c.clone().validate().expect("valid").network.mtu, Some(9000));
+        assert_eq!(
+            ConfigInput::default()
+                .validate()
+                .expect("valid")
+                .network
+                .mtu,
+            None
+        );
+        let bad = ConfigInput {
+            mtu: Some(70000),
+            ..Default::default()
+        };
+        let e = bad.validate().expect_err("too big");
+        assert!(e.to_string().contains("--mtu 70000"), "{e}");
     }
 }

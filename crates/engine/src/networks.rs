@@ -216,6 +216,12 @@ impl Networks {
                 "true".to_string(),
             ),
         ]);
+        if let Some(mtu) = self.cfg.mtu {
+            n.options.insert(
+                berth_network::store::MTU_OPTION.to_string(),
+                mtu.to_string(),
+            );
+        }
         self.store.replace(n)?;
         Ok(())
     }
