@@ -5,57 +5,18 @@
 //! berthd and both registries are killed by PID on drop; containers and overlays cleaned up.
 
 mod common;
+#[path = "support/docker.rs"]
+mod docker;
 #[path = "support/fixture.rs"]
 mod fixture;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use common::Daemon;
+use docker::Docker;
 use fixture::{ensure_siblings, have, repo_root, Cleanup, Registry};
-
-struct Docker {
-    host: String,
-    config: tempfile::TempDir,
-}
-
-impl Docker {
-    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_CONFIG", self.config.path())
-            .env_remove("DOCKER_CONTEXT")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run docker");
-        if let Some(data) = stdin {
-            let mut i = child.stdin.take().expect("stdin");
-            // docker may refuse before reading everything; its exit status says so.
-            let _ = i.write_all(data);
-        }
-        child.wait_with_output().expect("docker output")
-    }
-
-    fn ok(&self, args: &[&str], d: &Daemon) -> String {
-        let out = self.run(args, None);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed ({}): {}\nberthd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            d.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
 
 /// A docker-registry with htpasswd basic auth (alice:s3cret), killed by PID on drop.
 struct PrivateRegistry {
@@ -123,25 +84,22 @@ fn docker_cli_login_import_export_prune() {
         data_root: d.data_root.clone(),
         exec_root: d.exec_root.clone(),
     };
-    let docker = Docker {
-        host: d.host(),
-        config: tempfile::tempdir().expect("docker config dir"),
-    };
+    let docker = Docker::new(&d);
     docker.ok(&["pull", "-q", "busybox"], &d);
 
     // login: refused credentials are docker's one-line error; accepted ones let push/pull in
     let host = format!("127.0.0.1:{}", private.port);
     let name = format!("{host}/private/busybox:1");
-    let out = docker.run(
+    let out = docker.run_with_input(
         &["login", "-u", "alice", "--password-stdin", &host],
-        Some(b"wrong\n"),
+        b"wrong\n",
     );
     assert!(!out.status.success(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unauthorized"), "{err}");
-    let out = docker.run(
+    let out = docker.run_with_input(
         &["login", "-u", "alice", "--password-stdin", &host],
-        Some(b"s3cret\n"),
+        b"s3cret\n",
     );
     assert!(out.status.success(), "{out:?}\n{}", d.log());
     assert!(
@@ -154,7 +112,7 @@ fn docker_cli_login_import_export_prune() {
     docker.ok(&["pull", "-q", &name], &d);
     docker.ok(&["logout", &host], &d);
     docker.ok(&["rmi", &name], &d);
-    let out = docker.run(&["pull", "-q", &name], None);
+    let out = docker.run(&["pull", "-q", &name]);
     assert!(!out.status.success(), "pull after logout: {out:?}");
 
     // export → import with changes → run
@@ -199,10 +157,10 @@ fn docker_cli_login_import_export_prune() {
         docker.ok(&["run", "--rm", "fromurl:v1", "cat", "/marker"], &d),
         "exported\n"
     );
-    let out = docker.run(&["import", &format!("{url}.missing"), "nothing:v1"], None);
+    let out = docker.run(&["import", &format!("{url}.missing"), "nothing:v1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("404"), "{out:?}");
-    let out = docker.run(&["import", "ftp://127.0.0.1/x.tar", "nothing:v1"], None);
+    let out = docker.run(&["import", "ftp://127.0.0.1/x.tar", "nothing:v1"]);
     assert!(!out.status.success(), "{out:?}");
     docker.ok(&["rmi", "fromurl:v1"], &d);
 

@@ -4,53 +4,16 @@
 //! CVE-2018-15664 class) with a canary file on the host that must stay unread and untouched.
 
 mod common;
+#[path = "support/docker.rs"]
+mod docker;
 #[path = "support/fixture.rs"]
 mod fixture;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use common::Daemon;
+use docker::Docker;
 use fixture::{ensure_siblings, have, Cleanup, Registry};
-
-struct Docker {
-    host: String,
-    config: tempfile::TempDir,
-}
-
-impl Docker {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_CONFIG", self.config.path())
-            .env_remove("DOCKER_CONTEXT")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run docker")
-    }
-
-    fn ok(&self, args: &[&str], d: &Daemon) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed ({}): {}\nberthd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            d.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "docker {args:?} should fail: {out:?}"
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
 
 /// berthd stopped first (fields drop in order), then what its containers left is cleaned up,
 /// so nothing is remounted or restarted meanwhile.
@@ -80,10 +43,7 @@ fn docker_cp_both_ways_and_contained() {
         _cleanup: cleanup,
     };
     let d = &guard.d;
-    let docker = Docker {
-        host: d.host(),
-        config: tempfile::tempdir().expect("docker config dir"),
-    };
+    let docker = Docker::new(d);
     docker.ok(&["pull", "-q", "busybox"], d);
     let host = tempfile::tempdir().expect("host dir");
     let h = |p: &str| host.path().join(p).display().to_string();

@@ -6,57 +6,17 @@
 //! table and `--ip-forward=false`; a Drop guard removes all of it even when an assert fails.
 
 mod common;
+#[path = "support/docker.rs"]
+mod docker;
 #[path = "support/fixture.rs"]
 mod fixture;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use common::Daemon;
+use docker::Docker;
 use fixture::{ensure_siblings, have, Cleanup, Registry};
-
-struct Docker {
-    host: String,
-    config: tempfile::TempDir,
-}
-
-impl Docker {
-    fn new(d: &Daemon) -> Docker {
-        Docker {
-            host: d.host(),
-            config: tempfile::tempdir().expect("docker config dir"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_CONFIG", self.config.path())
-            .env_remove("DOCKER_CONTEXT")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run docker")
-    }
-
-    fn ok(&self, args: &[&str], d: &Daemon) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed ({}): {}\nberthd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            d.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "docker {args:?} should fail");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
 
 /// Everything a networking test may leave on the host.
 struct NetGuard {

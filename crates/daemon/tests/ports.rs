@@ -8,16 +8,19 @@
 //! namespaces and table even when an assert fails.
 
 mod common;
+#[path = "support/docker.rs"]
+mod docker;
 #[path = "support/fixture.rs"]
 mod fixture;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::Daemon;
+use docker::Docker;
 use fixture::{ensure_siblings, have, Cleanup, Registry};
 
 const TABLE: &str = "berth_pe1";
@@ -25,42 +28,6 @@ const DEFAULT_BRIDGE: &str = "bpe-def1";
 const NET_BRIDGE: &str = "bpe-u1";
 const HTTPD: &str =
     "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www";
-
-struct Docker {
-    host: String,
-    config: tempfile::TempDir,
-}
-
-impl Docker {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_CONFIG", self.config.path())
-            .env_remove("DOCKER_CONTEXT")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run docker")
-    }
-
-    fn ok(&self, args: &[&str], d: &Daemon) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed ({}): {}\nberthd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            d.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "docker {args:?} should fail");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
 
 /// Removes the daemon's bridges, namespaces and firewall table.
 struct NetGuard {
@@ -193,10 +160,7 @@ fn docker_cli_publishes_ports() {
         data_root: d.data_root.clone(),
         exec_root: d.exec_root.clone(),
     };
-    let docker = Docker {
-        host: d.host(),
-        config: tempfile::tempdir().expect("docker config dir"),
-    };
+    let docker = Docker::new(&d);
     docker.ok(&["pull", "-q", "busybox"], &d);
     docker.ok(
         &[
