@@ -21,7 +21,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::image::{print_inspect, since};
+use super::image::since;
+use super::print_inspect;
 use crate::client::{query, read_json, Client, ClientError};
 use crate::template::{render_rows, Template};
 
@@ -406,10 +407,17 @@ fn endpoints_config(a: &CreateArgs) -> Option<serde_json::Value> {
     Some(serde_json::json!({"EndpointsConfig": {net: ep}}))
 }
 
-/// Create, pulling the image once when the daemon doesn't have it (like docker).
-async fn create(client: &Client, a: &CreateArgs) -> anyhow::Result<String> {
+/// Create, pulling the image once when the daemon doesn't have it (like docker). `detach`
+/// (`run -d`): nothing is attached and stdin (with `-i`) stays open across attach clients
+/// instead of closing after the first one (StdinOnce), as the docker CLI sends it.
+async fn create(client: &Client, a: &CreateArgs, detach: bool) -> anyhow::Result<String> {
     let mut body = serde_json::to_value(create_body(a)?)?;
     body["HostConfig"]["PublishAllPorts"] = Value::Bool(a.publish_all);
+    if detach {
+        for k in ["AttachStdin", "AttachStdout", "AttachStderr", "StdinOnce"] {
+            body[k] = Value::Bool(false);
+        }
+    }
     let body = serde_json::to_vec(&body)?;
     let path = format!(
         "/containers/create{}",
@@ -609,7 +617,7 @@ async fn resize(client: &Client, path: &str) {
 /// `berth run`; returns the container's exit code.
 pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<i32> {
     let c = &a.create;
-    let id = create(client, c).await?;
+    let id = create(client, c, a.detach).await?;
     if a.detach {
         client
             .call(Method::POST, &format!("/containers/{id}/start"), None)
@@ -666,7 +674,7 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<i32> {
 
 /// `berth create`.
 pub async fn create_cmd(client: &Client, a: CreateArgs) -> anyhow::Result<bool> {
-    let id = create(client, &a).await?;
+    let id = create(client, &a, false).await?;
     outln!("{id}");
     Ok(true)
 }

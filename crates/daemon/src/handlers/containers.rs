@@ -405,11 +405,18 @@ fn upgrade_response(tty: bool) -> Response<Body> {
     r
 }
 
-/// Wrap client bytes into shim stdin frames; EOF closes the container's stdin.
-async fn pump_stdin<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut from: R, mut to: W) {
+/// Wrap client bytes into shim stdin frames. The client's EOF closes the container's stdin
+/// only for StdinOnce containers (`docker run -i`); others (`run -d -i`) keep it open for the
+/// next attach, like docker.
+async fn pump_stdin<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut from: R,
+    mut to: W,
+    close_on_eof: bool,
+) {
     let mut buf = vec![0u8; 32 << 10];
     loop {
         match from.read(&mut buf).await {
+            Ok(0) | Err(_) if !close_on_eof => return,
             Ok(0) | Err(_) => {
                 let _ = to
                     .write_all(&berth_shim::protocol::header(
@@ -440,6 +447,7 @@ pub async fn attach(
     let containers = engine.containers().clone();
     let rec = containers.inspect(id)?;
     let tty = rec.config.tty;
+    let stdin_once = rec.config.stdin_once;
     let stdin = q.bool("stdin");
     let want_stdout = q.bool("stdout");
     let want_stderr = q.bool("stderr");
@@ -513,7 +521,7 @@ pub async fn attach(
         };
         let (shim_r, shim_w) = conn.stream.into_split();
         let input = if stdin {
-            Some(tokio::spawn(pump_stdin(client_r, shim_w)))
+            Some(tokio::spawn(pump_stdin(client_r, shim_w, stdin_once)))
         } else {
             drop(shim_w);
             None
