@@ -350,6 +350,30 @@ fn docker_cli_publishes_ports() {
         "{e}"
     );
     assert_eq!(port_rules(), before, "a refused publish changed the table");
+
+    // A host range for one container port (-p 127.0.0.1:BUSY-NEXT:80) takes its first free
+    // port: the one the process holds is skipped.
+    if let Some(next) = busy.checked_add(1) {
+        docker.ok(
+            &[
+                "run",
+                "-d",
+                "--name",
+                "ranged",
+                "--network",
+                "pnet",
+                "-p",
+                &format!("127.0.0.1:{busy}-{next}:80"),
+                "busybox",
+                "sleep",
+                "60",
+            ],
+            &d,
+        );
+        let addr = docker.ok(&["port", "ranged", "80"], &d);
+        assert_eq!(addr.trim(), format!("127.0.0.1:{next}"));
+        docker.ok(&["rm", "-f", "ranged"], &d);
+    }
     drop(listener);
 
     // Removing the containers removes their rules.

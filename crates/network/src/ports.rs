@@ -65,6 +65,10 @@ pub struct PortMapping {
     pub host_ip: Option<IpAddr>,
     /// 0 in a request = pick a free ephemeral port.
     pub host_port: u16,
+    /// In a request, with `host_port`: the last port of a host range to take the first free
+    /// port of (docker's `-p 8000-8010:80`). Never set in a resolved mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port_end: Option<u16>,
     pub container_port: u16,
     pub protocol: Protocol,
 }
@@ -146,10 +150,9 @@ fn parse_port(spec: &str, port: &str) -> Result<u16, PortError> {
         .map_err(|_| invalid(spec, format!("{port:?} is not a port number")))
 }
 
-/// Docker's HostConfig.PortBindings JSON (`{"80/tcp":[{"HostIp":"","HostPort":"8080"}]}`, a
-/// HostPort range "8000-8010" takes the first free port of the range — the range must then have
-/// one port: see the error), Config.ExposedPorts, and HostConfig.PublishAllPorts → the mappings to
-/// set up. `publish_all` maps every exposed port that has no binding to a random host port.
+/// Docker's HostConfig.PortBindings JSON (`{"80/tcp":[{"HostIp":"","HostPort":"8080"}]}`; a
+/// HostPort range "8000-8010" means the first free port of the range, chosen at publish),
+/// Config.ExposedPorts, and HostConfig.PublishAllPorts → the mappings to set up. `publish_all` maps every exposed port that has no binding to a random host port.
 pub fn from_docker(
     port_bindings: Option<&Value>,
     exposed: Option<&Value>,
@@ -183,23 +186,21 @@ pub fn from_docker(
                     ),
                 };
                 let port_text = field("HostPort");
-                let host_port = match port_text.split_once('-') {
-                    _ if port_text.is_empty() => 0,
-                    None => parse_port(key, port_text)?,
+                let (host_port, host_port_end) = match port_text.split_once('-') {
+                    _ if port_text.is_empty() => (0, None),
+                    None => (parse_port(key, port_text)?, None),
                     Some((low, high)) => {
                         let (low, high) = (parse_port(key, low)?, parse_port(key, high)?);
-                        if low != high {
-                            return Err(invalid(
-                                key,
-                                format!("host port range {port_text} for one container port is not supported; publish a single host port"),
-                            ));
+                        if low > high || low == 0 {
+                            return Err(invalid(key, format!("host port range {port_text}")));
                         }
-                        low
+                        (low, (high > low).then_some(high))
                     }
                 };
                 let mapping = PortMapping {
                     host_ip,
                     host_port,
+                    host_port_end,
                     container_port,
                     protocol,
                 };
@@ -215,6 +216,7 @@ pub fn from_docker(
                 mappings.push(PortMapping {
                     host_ip: None,
                     host_port: 0,
+                    host_port_end: None,
                     container_port,
                     protocol,
                 });
@@ -420,6 +422,8 @@ impl Firewall {
         for m in ports {
             let host_port = if m.host_port == 0 {
                 pick_free_port(m.host_ip, m.protocol, &taken)?
+            } else if let Some(end) = m.host_port_end.filter(|&e| e > m.host_port) {
+                pick_in_range(m.host_ip, m.host_port, end, m.protocol, &taken)?
             } else {
                 if taken
                     .iter()
@@ -435,6 +439,7 @@ impl Firewall {
             };
             let m = PortMapping {
                 host_port,
+                host_port_end: None,
                 ..m.clone()
             };
             taken.push(Reservation {
@@ -537,12 +542,38 @@ impl Firewall {
                 Some(PortMapping {
                     host_ip: res.host_ip,
                     host_port: res.host_port,
+                    host_port_end: None,
                     container_port,
                     protocol: res.protocol,
                 })
             })
             .collect())
     }
+}
+
+/// The first free port of a requested host range (`-p 8000-8010:80`), checked like a single
+/// port; all taken is one "already in use" error naming the range.
+fn pick_in_range(
+    host_ip: Option<IpAddr>,
+    low: u16,
+    high: u16,
+    protocol: Protocol,
+    taken: &[Reservation],
+) -> Result<u16, PortError> {
+    for port in low..=high {
+        if taken.iter().any(|r| r.overlaps(host_ip, port, protocol)) {
+            continue;
+        }
+        match check_bindable(host_ip, port, protocol) {
+            Ok(()) => return Ok(port),
+            Err(PortError::InUse { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(PortError::InUse {
+        addr: format!("{}:{low}-{high}", host_ip_text(host_ip)),
+        protocol,
+    })
 }
 
 /// A random free port of the ephemeral range: not reserved in the table, bindable.
@@ -618,6 +649,7 @@ mod tests {
         PortMapping {
             host_ip: ip.map(|i| i.parse().expect("test ip")),
             host_port: host,
+            host_port_end: None,
             container_port: container,
             protocol,
         }
@@ -673,7 +705,7 @@ mod tests {
                 json!({"80/tcp": [{"HostIp": "nope", "HostPort": "1"}]}),
                 "nope",
             ),
-            (json!({"80/tcp": [{"HostPort": "8000-8010"}]}), "8000-8010"),
+            (json!({"80/tcp": [{"HostPort": "8010-8000"}]}), "8010-8000"),
             (json!({"80/tcp": "8080"}), "list"),
             (json!({"0/tcp": [{"HostPort": "1"}]}), "0/tcp"),
         ] {
@@ -682,6 +714,21 @@ mod tests {
                 .to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
+    }
+
+    #[test]
+    fn host_range_for_one_container_port_is_kept_for_publish() {
+        let got = from_docker(
+            Some(&json!({"80/tcp": [{"HostPort": "8000-8010"}], "81/tcp": [{"HostPort": "9000-9000"}]})),
+            None,
+            false,
+        )
+        .expect("ranges");
+        assert!(got.contains(&PortMapping {
+            host_port_end: Some(8010),
+            ..map(None, 8000, 80, Protocol::Tcp)
+        }));
+        assert!(got.contains(&map(None, 9000, 81, Protocol::Tcp)), "{got:?}");
     }
 
     #[test]

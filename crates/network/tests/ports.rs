@@ -276,6 +276,7 @@ fn tcp(host_ip: Option<&str>, host_port: u16, container_port: u16) -> PortMappin
     PortMapping {
         host_ip: host_ip.map(|ip| ip.parse().expect("test address")),
         host_port,
+        host_port_end: None,
         container_port,
         protocol: Protocol::Tcp,
     }
@@ -352,6 +353,7 @@ fn host_ip_and_fixed_port_and_udp() {
     let udp = PortMapping {
         host_ip: None,
         host_port: 0,
+        host_port_end: None,
         container_port: 5353,
         protocol: Protocol::Udp,
     };
@@ -478,6 +480,32 @@ fn taken_ports_are_refused_and_leave_nothing_behind() {
         ),
         Err(PortError::Ipv6(_))
     ));
+
+    // A host range (-p BUSY-NEXT:80) takes its first free port, skipping the one a process
+    // holds; when every port of the range is taken the error names the range.
+    if let Some(next) = busy.checked_add(1) {
+        let range = PortMapping {
+            host_port_end: Some(next),
+            ..tcp(None, busy, 80)
+        };
+        let got =
+            w.fw.publish(
+                "ranged",
+                &w.bridge,
+                w.container_ip(1),
+                std::slice::from_ref(&range),
+            )
+            .expect("a free port in the range");
+        assert_eq!((got[0].host_port, got[0].host_port_end), (next, None));
+        let err =
+            w.fw.publish("ranged2", &w.bridge, w.container_ip(0), &[range])
+                .expect_err("whole range taken");
+        assert_eq!(
+            err.to_string(),
+            format!("port 0.0.0.0:{busy}-{next}/tcp is already in use")
+        );
+        w.fw.unpublish("ranged").expect("unpublish");
+    }
     drop(listener);
 }
 
