@@ -13,7 +13,6 @@ use hyper::Method;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
-use super::{format_one, pretty};
 use crate::client::{check, query, read_json, Client, ReqBody};
 use crate::template::{render_rows, Template};
 
@@ -320,46 +319,16 @@ async fn images(client: &Client, a: ImagesArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// `berth image inspect`.
-pub async fn inspect(
-    client: &Client,
-    names: &[String],
-    format: Option<&str>,
-) -> anyhow::Result<bool> {
-    let mut ok = true;
-    let mut found = Vec::new();
-    for n in names {
-        match client.get_json::<Value>(&format!("/images/{n}/json")).await {
-            Ok(v) => found.push(v),
-            Err(e) => {
-                eprintln!("{e}");
-                ok = false;
-            }
-        }
-    }
-    print_inspect(&found, format)?;
-    Ok(ok)
-}
-
-/// docker's inspect output: a JSON array, or one `--format` line per object.
-pub fn print_inspect(found: &[Value], format: Option<&str>) -> anyhow::Result<()> {
-    if format.is_some() {
-        for v in found {
-            if let Some(s) = format_one(format, v)? {
-                out!("{s}");
-            }
-        }
-    } else {
-        outln!("{}", pretty(&Value::Array(found.to_vec())));
-    }
-    Ok(())
-}
-
 pub async fn run(client: &Client, cmd: ImageCmd) -> anyhow::Result<bool> {
     match cmd {
         ImageCmd::Pull(a) => pull(client, &a.name, a.quiet, a.platform.as_deref()).await,
         ImageCmd::Ls(a) => images(client, a).await,
-        ImageCmd::Inspect { names, format } => inspect(client, &names, format.as_deref()).await,
+        ImageCmd::Inspect { names, format } => {
+            super::inspect_each(client, &names, format.as_deref(), |n| {
+                format!("/images/{n}/json")
+            })
+            .await
+        }
         ImageCmd::Tag { source, target } => {
             let (repo, tag) = split_tag(&target);
             client

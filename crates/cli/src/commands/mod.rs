@@ -40,6 +40,7 @@ pub mod wait;
 
 use serde_json::Value;
 
+use crate::client::Client;
 use crate::template::Template;
 
 /// Render `value` with `--format`, or return `None` when no format was given.
@@ -58,4 +59,41 @@ pub fn pretty(value: &Value) -> String {
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
     serde::Serialize::serialize(value, &mut ser).expect("a JSON value always serializes");
     String::from_utf8(buf).expect("serde_json writes UTF-8")
+}
+
+/// `inspect` of several objects of one kind (`path` gives each one's API path): docker prints the
+/// ones found and an error line for each missing one, failing if any was.
+pub async fn inspect_each(
+    client: &Client,
+    names: &[String],
+    format: Option<&str>,
+    path: impl Fn(&str) -> String,
+) -> anyhow::Result<bool> {
+    let mut ok = true;
+    let mut found = Vec::new();
+    for n in names {
+        match client.get_json::<Value>(&path(n)).await {
+            Ok(v) => found.push(v),
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
+    print_inspect(&found, format)?;
+    Ok(ok)
+}
+
+/// docker's inspect output: a JSON array, or one `--format` line per object.
+pub fn print_inspect(found: &[Value], format: Option<&str>) -> anyhow::Result<()> {
+    if format.is_some() {
+        for v in found {
+            if let Some(s) = format_one(format, v)? {
+                out!("{s}");
+            }
+        }
+    } else {
+        outln!("{}", pretty(&Value::Array(found.to_vec())));
+    }
+    Ok(())
 }

@@ -13,7 +13,6 @@ use clap::Subcommand;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::{format_one, pretty};
 use crate::client::{query, read_json, Client};
 use crate::template::{render_rows, Template};
 
@@ -221,28 +220,10 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<bool> {
             Ok(true)
         }
         NetworkCmd::Inspect { names, format } => {
-            let mut ok = true;
-            let mut found = Vec::new();
-            for n in &names {
-                match client.get_json::<Value>(&format!("/networks/{n}")).await {
-                    Ok(v) => found.push(v),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        ok = false;
-                    }
-                }
-            }
-            match format {
-                Some(f) => {
-                    for v in &found {
-                        if let Some(s) = format_one(Some(&f), v)? {
-                            out!("{s}");
-                        }
-                    }
-                }
-                None => outln!("{}", pretty(&Value::Array(found))),
-            }
-            Ok(ok)
+            super::inspect_each(client, &names, format.as_deref(), |n| {
+                format!("/networks/{n}")
+            })
+            .await
         }
         NetworkCmd::Rm { names } => {
             let mut ok = true;

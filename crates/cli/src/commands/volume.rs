@@ -13,7 +13,6 @@ use hyper::Method;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
-use super::{format_one, pretty};
 use crate::client::{check, query, read_json, Client, ClientError, ReqBody};
 use crate::template::{render_rows, Template};
 
@@ -216,28 +215,10 @@ pub async fn run(client: &Client, cmd: VolumeCmd) -> anyhow::Result<bool> {
             Ok(true)
         }
         VolumeCmd::Inspect { names, format } => {
-            let mut ok = true;
-            let mut found = Vec::new();
-            for n in &names {
-                match client.get_json::<Value>(&format!("/volumes/{n}")).await {
-                    Ok(v) => found.push(v),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        ok = false;
-                    }
-                }
-            }
-            match format {
-                Some(f) => {
-                    for v in &found {
-                        if let Some(s) = format_one(Some(&f), v)? {
-                            out!("{s}");
-                        }
-                    }
-                }
-                None => outln!("{}", pretty(&Value::Array(found))),
-            }
-            Ok(ok)
+            super::inspect_each(client, &names, format.as_deref(), |n| {
+                format!("/volumes/{n}")
+            })
+            .await
         }
         VolumeCmd::Rm { names, force } => {
             let mut ok = true;
