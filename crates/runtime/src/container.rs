@@ -124,6 +124,23 @@ impl Container {
     }
 }
 
+/// `linux.seccomp` compiled in the runtime's own process, before it forks the container's init
+/// or an exec (the child then only loads it), through the cache under the state root so
+/// containers with the same profile compile it once.
+pub(crate) fn seccomp_program(
+    linux: Option<&oci_spec::runtime::Linux>,
+    root: &Path,
+) -> Result<Option<crate::seccomp::Program>, Error> {
+    let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    crate::seccomp::program_cached(s, &root.join(".seccomp-cache"))
+        .map(Some)
+        .map_err(|e| {
+            Error::ConfigInvalid(format!("linux.seccomp: {}", crate::init::error_chain(&e)))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

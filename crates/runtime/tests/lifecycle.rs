@@ -499,3 +499,38 @@ fn events_report_oom_kills() {
     assert_eq!(ooms[0]["id"], id.as_str());
     rt.ok(&["delete", &id]);
 }
+
+/// An exec'd process is under the container's seccomp filter (compiled once in the runtime's
+/// process through the cache, loaded by the exec child).
+#[test]
+fn exec_runs_under_the_containers_seccomp_filter() {
+    if !can_run() {
+        return;
+    }
+    let id = uid("secx");
+    let b = Bundle::new(&["sleep", "30"]);
+    b.edit(|c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    let rt = Runtime::new();
+    rt.detached(&[
+        "run",
+        "-d",
+        "--bundle",
+        b.path().to_str().expect("utf-8"),
+        &id,
+    ]);
+    let o = rt.run(&["exec", &id, "mkdir", "/tmp/denied"]);
+    assert!(!o.status.success(), "mkdir must be refused by the filter");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(rt.ok(&["exec", &id, "echo", "ok"]), "ok\n");
+    rt.ok(&["delete", "--force", &id]);
+}

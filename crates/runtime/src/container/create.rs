@@ -271,13 +271,7 @@ pub fn create_from(
     };
 
     // Compiled here (cached under the state root) so the init only loads it.
-    let mut seccomp = match linux.seccomp() {
-        Some(s) => Some(
-            crate::seccomp::program_cached(s, &root.join(".seccomp-cache"))
-                .map_err(|e| Error::ConfigInvalid(format!("linux.seccomp: {}", error_chain(&e))))?,
-        ),
-        None => None,
-    };
+    let mut seccomp = super::seccomp_program(Some(linux), root)?;
     // With noNewPrivileges too: then the init loads a notify filter during `create` (see
     // crate::process), while this process is there to forward the fd.
     if let (Some(program), Some(cfg)) = (&seccomp, linux.seccomp()) {

@@ -41,6 +41,8 @@ pub struct ExecArgs<'a> {
     pub console: Option<&'a OwnedFd>,
     /// `--preserve-fds`
     pub preserve_fds: u32,
+    /// `linux.seccomp` compiled by the parent (None: none, or compiled here)
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 /// Entry of the exec child: never returns.
@@ -84,7 +86,7 @@ fn exec(a: &ExecArgs<'_>) -> Result<Infallible, InitError> {
     if let Some(aff) = a.process.exec_cpu_affinity() {
         crate::process::set_exec_cpu_affinity(aff, crate::process::AffinityStage::Final)?;
     }
-    let prepared = crate::process::apply_process(a.process, a.linux, None)?;
+    let prepared = crate::process::apply_process(a.process, a.linux, a.seccomp.clone())?;
     let cmd = Command::resolve(&args, &env)?;
     drop(prepared.finalize()?);
     seal_fds(a.preserve_fds)?;
