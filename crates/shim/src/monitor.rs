@@ -35,6 +35,10 @@ const STDIN_BUFFER_MAX: usize = 64 << 10;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long to keep flushing clients' buffers before closing them.
 const FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
+/// Quiet time after which the monitor gives back the code pages its last activity faulted in
+/// (see [`berth_sys::mem::drop_clean_exe_pages`]): an idle shim keeps ~0.3 MiB resident
+/// instead of its whole binary.
+const IDLE_TRIM: Duration = Duration::from_secs(1);
 /// Bytes read from an output per read(2).
 const READ_SIZE: usize = 16 << 10;
 /// Reads per output per wakeup (fairness between stdout, stderr and clients).
@@ -317,13 +321,24 @@ impl Monitor {
         // a SIGCHLD that arrived before the signalfd was polled is still pending; reap anyway
         self.reap();
         let mut events = [EpollEvent::empty(); 16];
+        // false once the resident code was given back, until the next event
+        let mut trim_due = true;
+        // false after a failed trim (noted once; the shim works the same without it)
+        let mut trim_works = true;
         loop {
-            let timeout = match self.next_deadline() {
-                Step::Wait(None) => EpollTimeout::NONE,
-                Step::Wait(Some(d)) => {
-                    let ms = d.saturating_duration_since(Instant::now()).as_millis() + 1;
-                    EpollTimeout::try_from(ms.min(60_000) as u32).unwrap_or(EpollTimeout::MAX)
-                }
+            let idle_wait = |d: Duration| {
+                EpollTimeout::try_from(d.as_millis().min(60_000) as u32)
+                    .unwrap_or(EpollTimeout::MAX)
+            };
+            let (timeout, trim_on_timeout) = match self.next_deadline() {
+                Step::Wait(None) if trim_due => (idle_wait(IDLE_TRIM), true),
+                Step::Wait(None) => (EpollTimeout::NONE, false),
+                Step::Wait(Some(d)) => (
+                    idle_wait(
+                        d.saturating_duration_since(Instant::now()) + Duration::from_millis(1),
+                    ),
+                    false,
+                ),
                 Step::Done => return Ok(()),
             };
             let n = match self.epoll.wait(&mut events, timeout) {
@@ -331,6 +346,18 @@ impl Monitor {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(ep("wait")(e)),
             };
+            if n == 0 && trim_on_timeout {
+                // quiet: the next wait is entered right after this, with little code in between
+                trim_due = false;
+                if let Err(e) = berth_sys::mem::drop_clean_exe_pages() {
+                    self.note(&format!("dropping resident code pages: {e}"));
+                    trim_works = false;
+                }
+                continue;
+            }
+            if n > 0 {
+                trim_due = trim_works;
+            }
             for ev in &events[..n] {
                 let (tok, fl) = (ev.data(), ev.events());
                 match tok {

@@ -615,3 +615,66 @@ fn log_driver_none_writes_no_file_and_still_serves_attach() {
     assert_eq!(f.wait().exit_code, 0);
     assert!(!f.log_path().exists());
 }
+
+/// Resident KiB of the mappings of `pid`'s executable (its code, rodata and data).
+fn exe_resident_kib(pid: i32) -> u64 {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe link");
+    let exe = exe.to_string_lossy().into_owned();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+    let mut in_exe = false;
+    let mut kib = 0;
+    for l in smaps.lines() {
+        let f: Vec<&str> = l.split_ascii_whitespace().collect();
+        if f.first()
+            .is_some_and(|a| a.contains('-') && !a.ends_with(':'))
+        {
+            in_exe = f.get(5) == Some(&exe.as_str());
+        } else if in_exe && f.first() == Some(&"Rss:") {
+            kib += f[1].parse::<u64>().expect("rss kib");
+        }
+    }
+    kib
+}
+
+#[test]
+fn an_idle_shim_gives_back_its_code_pages_and_keeps_serving() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new(&["cat"]);
+    let mut cfg = f.config();
+    cfg.stdin = true;
+    client::spawn(Path::new(SHIM), &cfg).expect("spawn shim");
+    let pid = berth_shim::state::load_pid(&f.state)
+        .expect("shim.pid")
+        .expect("a pid");
+    let busy = exe_resident_kib(pid);
+    // quiet for longer than the monitor's idle time (1 s after its last event; the machine
+    // may be loaded, so allow a few seconds)
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut idle = busy;
+    while idle * 2 >= busy && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        idle = exe_resident_kib(pid);
+    }
+    assert!(
+        idle * 2 < busy,
+        "resident code of the idle shim: {busy} KiB -> {idle} KiB"
+    );
+    // everything faults back in on use: output, the log, attach, the exit record
+    let mut a = Attach::connect(&f.state).expect("attach");
+    a.socket()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    a.write_stdin(b"after idle\n").expect("stdin");
+    let fr = a.read_frame().expect("read").expect("a frame");
+    assert_eq!(fr.payload, b"after idle\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    a.write_stdin(b"again\n").expect("stdin");
+    let fr = a.read_frame().expect("read").expect("a frame");
+    assert_eq!(fr.payload, b"again\n");
+    a.close_stdin().expect("close stdin");
+    assert_eq!(f.wait().exit_code, 0);
+    let e = Fixture::entries(&f.log_path());
+    assert_eq!(e.len(), 2);
+}

@@ -9,6 +9,7 @@ pub mod attr;
 pub mod bpf;
 pub mod exe;
 pub mod fdpass;
+pub mod mem;
 pub mod mount;
 pub mod netns;
 pub mod process;
