@@ -405,7 +405,30 @@ fn docker_cli_runs_containers_end_to_end() {
         &d,
     );
     assert!(ps.contains("(healthy)"), "{ps}");
-    docker.ok(&["rm", "-f", "checked"], &d);
+    // ps --filter health= (containers without a check are "none"), before= / since=
+    docker.ok(&["run", "-d", "--name", "later", &image, "sleep", "30"], &d);
+    for (filter, want) in [
+        ("health=healthy", "checked"),
+        ("health=unhealthy", ""),
+        ("health=none", "later"),
+        ("since=checked", "later"),
+        ("before=later", "checked"),
+    ] {
+        let ps = docker.ok(
+            &[
+                "ps",
+                "--filter",
+                filter,
+                "--filter",
+                "name=^(checked|later)$",
+                "--format",
+                "{{.Names}}",
+            ],
+            &d,
+        );
+        assert_eq!(ps.trim(), want, "ps --filter {filter}");
+    }
+    docker.ok(&["rm", "-f", "checked", "later"], &d);
 
     // bad input: right status, clear message, nothing half-created
     let before = std::fs::read_dir(d.data_root.join("containers"))

@@ -411,6 +411,24 @@ fn docker_cli_user_networks_resolve_names() {
     let e = docker.fails(&["network", "rm", "tnet1"]);
     assert!(e.contains("active endpoints"), "{e}");
 
+    // ps filters: by network (name or id prefix), by published and exposed container port
+    let net_id = docker.ok(&["network", "inspect", "-f", "{{.Id}}", "tnet1"], &d);
+    for (filter, want) in [
+        ("network=tnet1".to_string(), "srv"),
+        (format!("network={}", &net_id.trim()[..12]), "srv"),
+        ("network=nosuchnet".to_string(), ""),
+        ("publish=80".to_string(), "srv"),
+        ("publish=79-81/tcp".to_string(), "srv"),
+        ("publish=80/udp".to_string(), ""),
+        ("expose=80".to_string(), "srv"),
+        ("expose=81".to_string(), ""),
+    ] {
+        let ps = docker.ok(&["ps", "--filter", &filter, "--format", "{{.Names}}"], &d);
+        assert_eq!(ps.trim(), want, "ps --filter {filter}");
+    }
+    let e = docker.fails(&["ps", "--filter", "publish=x"]);
+    assert!(e.contains("invalid port filter"), "{e}");
+
     // a fixed address, connect and disconnect while running
     docker.ok(
         &[

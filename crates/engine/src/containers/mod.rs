@@ -14,6 +14,7 @@ pub mod commit;
 pub mod debug;
 pub mod exec;
 pub mod health;
+pub mod list_filter;
 pub mod logs;
 pub mod names;
 pub mod network;
@@ -2000,9 +2001,34 @@ impl Containers {
             .iter()
             .filter_map(|a| self.inner.images.resolve(a).ok().map(|r| r.id.to_string()))
             .collect();
+        let ports = |key: &str| -> Result<Vec<list_filter::PortFilter>, ContainerError> {
+            f.get(key)
+                .iter()
+                .map(|p| list_filter::PortFilter::parse(p).map_err(ContainerError::Invalid))
+                .collect()
+        };
+        let (expose, publish) = (ports("expose")?, ports("publish")?);
+        // before/since name a container: only those created before / after it
+        let created_of = |key: &str| -> Result<Option<String>, ContainerError> {
+            match f.get(key).first() {
+                Some(k) => Ok(Some(self.get(k)?.record().created)),
+                None => Ok(None),
+            }
+        };
+        let (before, since) = (created_of("before")?, created_of("since")?);
         let mut out = Vec::new();
         for r in recs {
             let status = r.state.status.as_str();
+            if before.as_ref().is_some_and(|b| r.created >= *b)
+                || since.as_ref().is_some_and(|s| r.created <= *s)
+                || (f.contains("network") && !list_filter::network(&r, &f.get("network")))
+                || (f.contains("health") && !list_filter::health(&r, &f.get("health")))
+                || (f.contains("is-task") && !list_filter::is_task(&f.get("is-task")))
+                || (!expose.is_empty() && !list_filter::expose(&r, &expose))
+                || (!publish.is_empty() && !list_filter::publish(&r, &publish))
+            {
+                continue;
+            }
             if !o.all && !r.state.status.is_alive() && !f.contains("status") {
                 continue;
             }
