@@ -164,9 +164,27 @@ fn docker_cli_login_import_export_prune() {
     assert!(!out.status.success(), "{out:?}");
     docker.ok(&["rmi", "fromurl:v1"], &d);
 
+    // images --filter before=/since= (imported:v1 was made after busybox was pulled)
+    let repos = |filter: &str| {
+        docker.ok(
+            &["images", "--filter", filter, "--format", "{{.Repository}}"],
+            &d,
+        )
+    };
+    let older = repos("before=imported:v1");
+    assert!(
+        older.lines().any(|r| r.ends_with("busybox")) && !older.contains("imported"),
+        "{older}"
+    );
+    let newer = repos("since=busybox");
+    assert_eq!(newer.trim(), "imported", "{newer}");
+
     // prune
     let out = docker.ok(&["container", "prune", "-f"], &d);
     assert!(out.contains("Deleted Containers"), "{out}");
+    // until= keeps what is newer than the cut-off: everything here was made just now
+    let out = docker.ok(&["image", "prune", "-a", "-f", "--filter", "until=1h"], &d);
+    assert!(!out.contains("imported:v1"), "{out}");
     let out = docker.ok(&["image", "prune", "-a", "-f"], &d);
     assert!(out.contains("imported:v1"), "{out}");
     let left = docker.ok(&["images", "-q"], &d);

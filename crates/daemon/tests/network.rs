@@ -559,7 +559,14 @@ fn docker_cli_user_networks_resolve_names() {
     let ids = docker.ok(&["inspect", "-f", "{{.Id}}", "srv", "fixed"], &d);
     docker.ok(&["rm", "-f", "srv", "fixed"], &d);
     docker.ok(&["network", "rm", "tnet1", "tnet3"], &d);
+    // prune --filter until= keeps networks created after the cut-off
+    docker.ok(&["network", "create", "pruneme"], &d);
+    let early = docker.ok(&["network", "prune", "-f", "--filter", "until=1h"], &d);
+    assert!(!early.contains("pruneme"), "{early}");
+    let names = docker.ok(&["network", "ls", "--format", "{{.Name}}"], &d);
+    assert!(names.lines().any(|n| n == "pruneme"), "{names}");
     let pruned = docker.ok(&["network", "prune", "-f"], &d);
+    assert!(pruned.contains("pruneme"), "{pruned}");
     let until = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

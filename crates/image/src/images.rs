@@ -385,13 +385,14 @@ fn validate_name(name: &str) -> Result<(), ImageError> {
     }
 }
 
-/// Current UTC time as RFC 3339 (second precision), without a date crate.
+/// Current UTC time as RFC 3339 with nanoseconds (docker's RFC3339Nano), without a date crate.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    rfc3339_from_unix(secs)
+        .unwrap_or_default();
+    // nanoseconds, like docker's created times: objects made within one second still order
+    let secs = rfc3339_from_unix(now.as_secs());
+    format!("{}.{:09}Z", secs.trim_end_matches('Z'), now.subsec_nanos())
 }
 
 /// Format unix seconds as RFC 3339 UTC.

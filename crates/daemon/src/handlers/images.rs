@@ -310,12 +310,26 @@ pub async fn push(
         .expect("static headers are valid"))
 }
 
-fn created_secs(rec: &ImageRecord) -> i64 {
+/// A prune's `until` filter (timestamp or duration ago) in unix seconds: only older objects go.
+pub(crate) fn until_secs(filters: &berth_api::filters::Filters) -> Result<Option<i64>, ApiError> {
+    match filters.get("until").first() {
+        Some(u) => berth_api::time::parse_client_time(u, berth_api::time::Timestamp::now())
+            .map(|t| Some(t.secs))
+            .map_err(|e| ApiError::bad_request(format!("invalid until {u:?}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+fn created_nanos(rec: &ImageRecord) -> i64 {
     rec.created
         .as_deref()
         .and_then(|c| berth_api::time::parse_timestamp(c).ok())
-        .map(|t| t.unix_nanos() / 1_000_000_000)
+        .map(|t| t.unix_nanos())
         .unwrap_or(0)
+}
+
+fn created_secs(rec: &ImageRecord) -> i64 {
+    created_nanos(rec) / 1_000_000_000
 }
 
 fn labels_of(engine: &Engine, rec: &ImageRecord) -> HashMap<String, String> {
@@ -333,9 +347,21 @@ pub fn list(engine: &Arc<Engine>, q: &Query) -> Result<Response<Body>, ApiError>
     let filters = Filters::parse(q.get("filters").unwrap_or(""))?;
     filters.validate(&["reference", "dangling", "label", "before", "since"])?;
     let images = engine.images();
+    // before/since name an image: only those created before / after it
+    let created_of = |key: &str| -> Result<Option<i64>, ApiError> {
+        match filters.get(key).first() {
+            Some(name) => Ok(Some(created_nanos(&images.resolve(name)?))),
+            None => Ok(None),
+        }
+    };
+    let (before, since) = (created_of("before")?, created_of("since")?);
     let mut out = Vec::new();
     let recs = images.list()?;
     for rec in recs {
+        let created = created_nanos(&rec);
+        if before.is_some_and(|b| created >= b) || since.is_some_and(|s| created <= s) {
+            continue;
+        }
         let tags: Vec<String> = rec.repo_tags.iter().map(|t| images.familiar(t)).collect();
         let dangling = tags.is_empty();
         if let Some(d) = filters.bool_value("dangling")? {
@@ -542,6 +568,7 @@ pub fn prune(engine: &Arc<Engine>, q: &Query) -> Result<Response<Body>, ApiError
     let filters = Filters::parse(q.get("filters").unwrap_or(""))?;
     filters.validate(&["dangling", "label", "until"])?;
     let all = filters.bool_value("dangling")? == Some(false);
+    let until = until_secs(&filters)?;
     let images = engine.images();
     let containers = engine.containers().clone();
     let mut deleted: Vec<DeleteItem> = Vec::new();
@@ -551,7 +578,7 @@ pub fn prune(engine: &Arc<Engine>, q: &Query) -> Result<Response<Body>, ApiError
             continue;
         }
         let id = rec.id.to_string();
-        if containers.using_image(&id).is_some() {
+        if containers.using_image(&id).is_some() || until.is_some_and(|u| created_secs(&rec) >= u) {
             continue;
         }
         let labels = labels_of(engine, &rec);

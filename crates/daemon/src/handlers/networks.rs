@@ -221,11 +221,18 @@ pub async fn disconnect(
 pub async fn prune(engine: &Arc<Engine>, q: &Query) -> Result<Response<Body>, ApiError> {
     let f = Filters::parse(q.get("filters").unwrap_or(""))?;
     f.validate(&["label", "label!", "until"])?;
+    let until = super::images::until_secs(&f)?;
     let engine2 = engine.clone();
     let removed = tokio::task::spawn_blocking(move || {
         let containers = engine2.containers().clone();
         engine2.networks().prune(|n| {
             if !containers.on_network(&n.id).is_empty() {
+                return true;
+            }
+            let created = berth_api::time::parse_timestamp(&n.created)
+                .map(|t| t.secs)
+                .unwrap_or(0);
+            if until.is_some_and(|u| created >= u) {
                 return true;
             }
             let labels: HashMap<String, String> = n.labels.clone().into_iter().collect();
