@@ -353,7 +353,9 @@ fn docker_cli_publishes_ports() {
 
     // A host range for one container port (-p 127.0.0.1:BUSY-NEXT:80) takes its first free
     // port: the one the process holds is skipped.
-    if let Some(next) = busy.checked_add(1) {
+    {
+        let (_held, busy) = held_port_with_free_next();
+        let next = busy + 1;
         docker.ok(
             &[
                 "run",
@@ -390,4 +392,20 @@ fn docker_cli_publishes_ports() {
         "127.0.0.1:{lo_port} still answers"
     );
     docker.ok(&["network", "rm", "pnet"], &d);
+}
+
+/// A port held by a listener on 127.0.0.1 whose next port is free, both below the kernel's
+/// ephemeral range (so ports handed out to parallel tests' sockets don't land on them).
+fn held_port_with_free_next() -> (TcpListener, u16) {
+    let seed = std::process::id() as u16;
+    for i in 0..2000u16 {
+        let port = 20000 + (seed.wrapping_mul(7).wrapping_add(i * 13)) % 10000;
+        let Ok(held) = TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
+        if TcpListener::bind(("0.0.0.0", port + 1)).is_ok() {
+            return (held, port);
+        }
+    }
+    panic!("no port with a free neighbour in 20000-30000");
 }

@@ -483,7 +483,9 @@ fn taken_ports_are_refused_and_leave_nothing_behind() {
 
     // A host range (-p BUSY-NEXT:80) takes its first free port, skipping the one a process
     // holds; when every port of the range is taken the error names the range.
-    if let Some(next) = busy.checked_add(1) {
+    {
+        let (_held, busy) = held_port_with_free_next();
+        let next = busy + 1;
         let range = PortMapping {
             host_port_end: Some(next),
             ..tcp(None, busy, 80)
@@ -864,4 +866,20 @@ fn containers_cannot_reach_host_loopback_services() {
         attempt().is_ok(),
         "the test's route to 127.0.0.9 does not work at all"
     );
+}
+
+/// A port held by a listener on 127.0.0.1 whose next port is free, both below the kernel's
+/// ephemeral range (so ports handed out to parallel tests' sockets don't land on them).
+fn held_port_with_free_next() -> (TcpListener, u16) {
+    let seed = std::process::id() as u16;
+    for i in 0..2000u16 {
+        let port = 20000 + (seed.wrapping_mul(7).wrapping_add(i * 13)) % 10000;
+        let Ok(held) = TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
+        if TcpListener::bind(("0.0.0.0", port + 1)).is_ok() {
+            return (held, port);
+        }
+    }
+    panic!("no port with a free neighbour in 20000-30000");
 }
