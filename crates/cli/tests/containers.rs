@@ -332,48 +332,6 @@ fn berth_exports_imports_and_prunes() {
     assert!(d.ok(&["images", "-q"]).trim().is_empty());
 }
 
-/// A docker-registry with htpasswd basic auth (alice:s3cret), killed by PID on drop.
-struct PrivateRegistry {
-    pid: i32,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateRegistry {
-    fn start() -> PrivateRegistry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new(fixture::repo_root().join("scripts/registry-fixture.sh"))
-            .arg("start")
-            .arg(dir.path().join("reg"))
-            .arg("alice:s3cret")
-            .output()
-            .expect("fixture start");
-        assert!(
-            out.status.success(),
-            "start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let mut it = text.split_whitespace();
-        let port = it.next().and_then(|p| p.parse().ok()).expect("port");
-        let pid = it.next().and_then(|p| p.parse().ok()).expect("pid");
-        PrivateRegistry {
-            pid,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for PrivateRegistry {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
-
 #[test]
 fn berth_login_gives_pull_and_push_their_credentials() {
     for bin in ["docker-registry", "umoci", "skopeo", "jq", "htpasswd"] {
@@ -383,7 +341,7 @@ fn berth_login_gives_pull_and_push_their_credentials() {
         }
     }
     let reg = Registry::start();
-    let private = PrivateRegistry::start();
+    let private = Registry::start_empty(Some("alice:s3cret"));
     let d = Daemon::start(&reg);
     let _cleanup = Cleanup {
         data_root: d.dir.path().join("data"),

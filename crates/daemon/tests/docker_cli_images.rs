@@ -12,53 +12,10 @@ mod fixture;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 use common::Daemon;
 use docker::Docker;
-use fixture::{ensure_siblings, have, repo_root, Cleanup, Registry};
-
-/// A docker-registry with htpasswd basic auth (alice:s3cret), killed by PID on drop.
-struct PrivateRegistry {
-    pid: i32,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateRegistry {
-    fn start() -> PrivateRegistry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new(repo_root().join("scripts/registry-fixture.sh"))
-            .arg("start")
-            .arg(dir.path().join("reg"))
-            .arg("alice:s3cret")
-            .output()
-            .expect("fixture start");
-        assert!(
-            out.status.success(),
-            "start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let mut it = text.split_whitespace();
-        let port = it.next().and_then(|p| p.parse().ok()).expect("port");
-        let pid = it.next().and_then(|p| p.parse().ok()).expect("pid");
-        PrivateRegistry {
-            pid,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for PrivateRegistry {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
+use fixture::{ensure_siblings, have, Cleanup, Registry};
 
 #[test]
 fn docker_cli_login_import_export_prune() {
@@ -77,7 +34,7 @@ fn docker_cli_login_import_export_prune() {
     }
     ensure_siblings(Path::new(env!("CARGO_BIN_EXE_berthd")));
     let reg = Registry::start();
-    let private = PrivateRegistry::start();
+    let private = Registry::start_empty(Some("alice:s3cret"));
     let r = format!("127.0.0.1:{}", reg.port);
     let d = Daemon::start_with(&["--default-registry", r.as_str()]);
     let _cleanup = Cleanup {

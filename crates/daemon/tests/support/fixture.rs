@@ -59,10 +59,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry seeded with the busybox-static image as `busybox` and `library/busybox`.
     pub fn start() -> Registry {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let reg = Registry::start_empty(None);
         let script = repo_root().join("scripts/registry-fixture.sh");
-        let oci = dir.path().join("oci");
+        let oci = reg._dir.path().join("oci");
         let out = Command::new(&script)
             .arg("image")
             .arg(&oci)
@@ -73,30 +74,11 @@ impl Registry {
             "image: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let out = Command::new(&script)
-            .arg("start")
-            .arg(dir.path().join("reg"))
-            .output()
-            .expect("fixture start");
-        assert!(
-            out.status.success(),
-            "start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let mut it = text.split_whitespace();
-        let port: u16 = it.next().and_then(|p| p.parse().ok()).expect("port");
-        let pid: i32 = it.next().and_then(|p| p.parse().ok()).expect("pid");
-        let reg = Registry {
-            pid,
-            port,
-            _dir: dir,
-        };
         for repo in ["busybox:latest", "library/busybox:latest"] {
             let out = Command::new(&script)
                 .arg("seed")
                 .arg(&oci)
-                .arg(port.to_string())
+                .arg(reg.port.to_string())
                 .arg(repo)
                 .output()
                 .expect("fixture seed");
@@ -107,6 +89,31 @@ impl Registry {
             );
         }
         reg
+    }
+
+    /// An empty registry; with `auth` (`user:password`) it asks for htpasswd basic auth.
+    pub fn start_empty(auth: Option<&str>) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(repo_root().join("scripts/registry-fixture.sh"));
+        cmd.arg("start").arg(dir.path().join("reg"));
+        if let Some(a) = auth {
+            cmd.arg(a);
+        }
+        let out = cmd.output().expect("fixture start");
+        assert!(
+            out.status.success(),
+            "start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut it = text.split_whitespace();
+        let port: u16 = it.next().and_then(|p| p.parse().ok()).expect("port");
+        let pid: i32 = it.next().and_then(|p| p.parse().ok()).expect("pid");
+        Registry {
+            pid,
+            port,
+            _dir: dir,
+        }
     }
 }
 
